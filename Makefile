@@ -1,0 +1,19 @@
+# The two commands a new user needs:  `make run` (the main job)  and  `make test`.
+VENV ?= .venv
+WORKFLOW ?= workflows/fer2013.yaml
+
+.PHONY: setup run test test-all bench
+
+setup:
+	@bash scripts/setup.sh $(VENV)
+
+run: setup
+	$(VENV)/bin/curate run $(WORKFLOW)
+
+test:
+	@bash scripts/setup.sh $(VENV) --test
+	$(VENV)/bin/python -m pytest
+
+test-all:
+	@bash scripts/setup.sh $(VENV) --test
+	$(VENV)/bin/python -m pytest -m ''

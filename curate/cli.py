@@ -1,0 +1,46 @@
+"""The `curate` command line. Thin: parse options, call a stage, print progress and a summary.
+
+Command modules import their heavy libraries (torch, fiftyone, sqlalchemy) inside
+the command bodies, so `curate --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from curate import __version__
+from curate.commands import db, status
+
+app = typer.Typer(
+    name="curate",
+    help="Data curation and active labeling for facial expression recognition.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.command("status")(status.status)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"curate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    home: Annotated[Optional[Path], typer.Option("--home", help="Override CURATE_HOME for this run.")] = None,
+    workflow: Annotated[
+        Optional[Path], typer.Option("--workflow", "-w", help="Workflow YAML whose 'settings:' apply (below env and CLI).")
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """Data curation and active labeling for facial expression recognition."""
+
+
+if __name__ == "__main__":
+    app()

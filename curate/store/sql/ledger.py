@@ -1,0 +1,138 @@
+"""Repository functions over the ledger. Every write that can be repeated is insert-or-ignore."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.orm import Session
+
+from curate.store.sql.models import (
+    CurrentLabel,
+    Dataset,
+    LabelEvent,
+    LabelSource,
+    ReviewTask,
+    Sample,
+    utcnow,
+)
+
+__all__ = [
+    "sample_uid",
+    "get_or_create_dataset",
+    "find_dataset",
+    "insert_ignore",
+    "register_samples",
+    "append_label_events",
+    "current_labels",
+    "dataset_status",
+]
+
+
+def sample_uid(content_hash: str, source_path: str) -> str:
+    """Stable sample identity: the same bytes at the same relative path are the same sample."""
+    return hashlib.sha256(f"{content_hash}\0{source_path}".encode()).hexdigest()[:32]
+
+
+def find_dataset(session: Session, name: str) -> Dataset | None:
+    return session.scalar(select(Dataset).where(Dataset.name == name))
+
+
+def get_or_create_dataset(session: Session, name: str, source_format: str | None = None, root: str | None = None) -> Dataset:
+    insert_ignore(session, Dataset.__table__, [{"name": name, "source_format": source_format, "root": root}], ["name"])
+    dataset = find_dataset(session, name)
+    assert dataset is not None
+    return dataset
+
+
+def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, for both SQLite and PostgreSQL."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported backends are tested
+        raise NotImplementedError(f"insert-or-ignore is not implemented for {dialect}")
+    session.execute(insert(table).on_conflict_do_nothing(index_elements=list(conflict)), list(rows))
+
+
+def register_samples(session: Session, dataset_id: int, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Insert samples not yet known (by uid) and return uid -> samples.id for all of ``rows``."""
+    insert_ignore(session, Sample.__table__, [{"dataset_id": dataset_id, **r} for r in rows], ["dataset_id", "uid"])
+    uids = [r["uid"] for r in rows]
+    ids: dict[str, int] = {}
+    for start in range(0, len(uids), 500):
+        chunk = uids[start : start + 500]
+        ids.update(session.execute(select(Sample.uid, Sample.id).where(Sample.dataset_id == dataset_id, Sample.uid.in_(chunk))).tuples().all())
+    return ids
+
+
+def append_label_events(session: Session, events: Iterable[Mapping[str, Any]]) -> None:
+    """Append label events; an event whose ``dedup_key`` is already recorded is skipped."""
+    rows = []
+    for event in events:
+        row = dict(event)
+        row.setdefault("created_at", utcnow())
+        source = row["source"]
+        row["source"] = source.value if isinstance(source, LabelSource) else str(source)
+        rows.append(row)
+    insert_ignore(session, LabelEvent.__table__, rows, ["dedup_key"])
+
+
+def current_labels(session: Session, dataset_id: int) -> dict[int, tuple[str, str]]:
+    """sample id -> (label, source) from the ``current_labels`` view: human beats dataset, model never counts."""
+    stmt = (
+        select(CurrentLabel.sample_id, CurrentLabel.label, CurrentLabel.source)
+        .join(Sample, Sample.id == CurrentLabel.sample_id)
+        .where(Sample.dataset_id == dataset_id)
+    )
+    return {sid: (label, source) for sid, label, source in session.execute(stmt)}
+
+
+def dataset_status(session: Session, dataset: Dataset) -> dict[str, Any]:
+    """Counts a person asks for first: samples per split, rejected, label sources, review states."""
+    by_split = dict(
+        session.execute(select(Sample.split, func.count()).where(Sample.dataset_id == dataset.id).group_by(Sample.split)).tuples().all()
+    )
+    rejected = session.scalar(
+        select(func.count()).where(Sample.dataset_id == dataset.id, Sample.quality_rejected.is_not(None))
+    )
+    events = dict(
+        session.execute(
+            select(LabelEvent.source, func.count())
+            .join(Sample, Sample.id == LabelEvent.sample_id)
+            .where(Sample.dataset_id == dataset.id)
+            .group_by(LabelEvent.source)
+        ).tuples().all()
+    )
+    current = dict(
+        session.execute(
+            select(CurrentLabel.label, func.count())
+            .join(Sample, Sample.id == CurrentLabel.sample_id)
+            .where(Sample.dataset_id == dataset.id)
+            .group_by(CurrentLabel.label)
+        ).tuples().all()
+    )
+    reviews = dict(
+        session.execute(
+            select(ReviewTask.state, func.count())
+            .join(Sample, Sample.id == ReviewTask.sample_id)
+            .where(Sample.dataset_id == dataset.id)
+            .group_by(ReviewTask.state)
+        ).tuples().all()
+    )
+    return {
+        "dataset": dataset.name,
+        "format": dataset.source_format,
+        "root": dataset.root,
+        "samples": sum(by_split.values()),
+        "by_split": {str(k): v for k, v in by_split.items()},
+        "quality_rejected": rejected or 0,
+        "label_events": {str(getattr(k, "value", k)): v for k, v in events.items()},
+        "current_labels": current,
+        "review_tasks": reviews,
+    }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create the project's virtual environment (default .venv) on a fresh machine, idempotently.
+#   scripts/setup.sh [VENV_DIR] [--test]
+# --test also installs what the test suite talks to: a PostgreSQL server (Debian package)
+# when running as root with apt-get; otherwise those tests skip and say why.
+# It re-installs only when pyproject.toml or this script changed (hash kept in VENV/.deps-hash).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv
+with_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) with_test=1 ;;
+    *) venv="$arg" ;;
+  esac
+done
+
+python=${PYTHON:-python3}
+"$python" - <<'PY' || { echo "error: curate needs Python >= 3.11 (found $($python --version 2>&1))" >&2; exit 2; }
+import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+if [ "$with_test" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing system packages for the tests: ${missing[*]}"
+    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}") >/tmp/curate-apt.log 2>&1 \
+      || echo "warning: apt-get install ${missing[*]} failed (see /tmp/curate-apt.log); those tests will skip" >&2
+  fi
+fi
+
+hash=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ -f "$venv/.deps-hash" ] && [ "$(cat "$venv/.deps-hash")" = "$hash" ] && [ -x "$venv/bin/curate" ]; then
+  exit 0
+fi
+
+echo "setting up $venv (torch first, then curate in editable mode; a few minutes)"
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+# The pinned torch build lies on the local disk; installing it first keeps pip from fetching another.
+"$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
+"$venv/bin/python" -m pip install -q -e '.[dev]'
+echo "$hash" >"$venv/.deps-hash"
+echo "ready: $venv/bin/curate"

@@ -1,0 +1,85 @@
+"""The command line as a user meets it: --json summaries, one-line errors, secrets, start-up cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import last_json, run_cli
+
+
+def test_db_commands_json(curate_home) -> None:  # noqa: ANN001
+    before = last_json(run_cli("db", "current", "--json"))
+    assert before["ok"] is True and before["revision"] is None and before["up_to_date"] is False
+    up = last_json(run_cli("db", "upgrade", "--json"))
+    assert up["revision"] == up["revision"] and up["previous"] is None
+    assert (curate_home / "curate.db").is_file()
+    now = last_json(run_cli("db", "current", "--json"))
+    assert now["up_to_date"] is True and now["revision"] == now["head"]
+    down = last_json(run_cli("db", "downgrade", "base", "--json"))
+    assert down["revision"] is None and down["previous"] == now["head"]
+
+
+def test_status_json_and_human(curate_home) -> None:  # noqa: ANN001
+    run_cli("db", "upgrade")
+    summary = last_json(run_cli("status", "--json"))
+    assert summary["datasets"] == [] and summary["revision"] == summary["head"]
+    assert summary["settings"]["home"] == str(curate_home)
+    assert summary["origins"]["home"] == "env:CURATE_HOME"
+    human = run_cli("status").stdout
+    assert "datasets: none yet" in human and "{" not in human.splitlines()[-1]
+
+
+def test_unknown_dataset_is_one_line_error_exit_2(curate_home) -> None:  # noqa: ANN001
+    run_cli("db", "upgrade")
+    proc = run_cli("status", "--dataset", "nope", "--json", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr
+    assert last_json(proc) == {"ok": False, "error": proc.stderr.strip().removeprefix("error: ")}
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_setting_is_one_line_error(curate_home) -> None:  # noqa: ANN001
+    proc = run_cli("status", env={"CURATE_BLUR_MAX": "lots"}, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: env:CURATE_BLUR_MAX")
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_database_names_url_without_password(curate_home) -> None:  # noqa: ANN001
+    url = "postgresql+psycopg://curate:s3cretpassw0rd@127.0.0.1:1/ledger"
+    proc = run_cli("db", "current", "--json", env={"CURATE_DB_URL": url}, check=False)
+    assert proc.returncode == 2
+    assert "127.0.0.1:1/ledger" in proc.stderr and "cannot reach database" in proc.stderr
+    assert "s3cretpassw0rd" not in proc.stderr + proc.stdout
+
+
+def test_secrets_never_printed(curate_home) -> None:  # noqa: ANN001
+    token = "ls-token-0123456789abcdef"
+    env = {"LABEL_STUDIO_API_KEY": token, "LABEL_STUDIO_URL": "http://127.0.0.1:9", "CURATE_DB_URL": f"sqlite:///{curate_home}/x.db"}
+    run_cli("db", "upgrade", env=env)
+    for args in (("status",), ("status", "--json")):
+        proc = run_cli(*args, env=env)
+        assert token not in proc.stdout + proc.stderr
+    shown = last_json(run_cli("status", "--json", env=env))["settings"]["label_studio_api_key"]
+    assert shown.startswith("********") and shown.endswith(token[-4:])
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from curate.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('torch', 'fiftyone', 'timm', 'sqlalchemy', 'cv2', 'cleanlab', 'label_studio_sdk') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"--help imported {out.stdout.strip()}"
+
+
+def test_help_lists_real_command_groups() -> None:
+    out = run_cli("--help").stdout
+    for group in ("db", "status"):
+        assert group in out

@@ -1,0 +1,124 @@
+"""The SQL ledger: migrations up/down/up on SQLite and PostgreSQL, idempotent writes, current labels."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from curate.store.sql import ledger, session
+from curate.store.sql.models import LabelEvent, LabelSource, ReviewTask
+
+TABLES = {"datasets", "samples", "label_events", "review_tasks", "model_runs", "checkpoints", "workflow_runs"}
+
+
+def _up_down_up(url: str) -> None:
+    assert session.upgrade(url) == session.head_revision()
+    assert TABLES <= set(session.table_names(url))
+    _exercise_ledger(url)
+    assert session.downgrade(url, "base") is None
+    assert not TABLES & set(session.table_names(url))
+    assert session.upgrade(url) == session.head_revision()
+    _exercise_ledger(url)
+
+
+def _exercise_ledger(url: str) -> None:
+    """Write through every idempotency key and read the current-label view."""
+    with session.session_scope(url) as db:
+        ds = ledger.get_or_create_dataset(db, "mini", "folder", "/data")
+        assert ledger.get_or_create_dataset(db, "mini").id == ds.id
+        rows = [{"uid": ledger.sample_uid("h1", "a.jpg"), "content_hash": "h1", "source_path": "a.jpg", "split": "train"}]
+        ids = ledger.register_samples(db, ds.id, rows)
+        assert ledger.register_samples(db, ds.id, rows) == ids  # repeated: same id, no new row
+        sid = ids[rows[0]["uid"]]
+        event = {"sample_id": sid, "label": "happy", "source": LabelSource.dataset, "actor": "mini", "dedup_key": f"dataset:{sid}"}
+        ledger.append_label_events(db, [event])
+        ledger.append_label_events(db, [event])
+        assert db.scalar(select(func.count()).select_from(LabelEvent)) == 1
+        assert ledger.current_labels(db, ds.id) == {sid: ("happy", "dataset")}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migrations_up_down_up(backend: str, sqlite_url: str, request: pytest.FixtureRequest) -> None:
+    url = sqlite_url if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    if backend == "postgres":
+        session.downgrade(url, "base") if session.current_revision(url) else None
+    _up_down_up(url)
+    if backend == "postgres":
+        session.downgrade(url, "base")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    session.upgrade(url)
+    yield url
+    if request.param == "postgres":
+        session.downgrade(url, "base")
+
+
+def _sample(db, name: str = "d") -> int:  # noqa: ANN001
+    ds = ledger.get_or_create_dataset(db, name)
+    uid = ledger.sample_uid("hash", "x.jpg")
+    return ledger.register_samples(db, ds.id, [{"uid": uid, "content_hash": "hash", "source_path": "x.jpg"}])[uid]
+
+
+def test_human_label_is_never_overwritten_by_a_model_label(ledger_url: str) -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    with session.session_scope(ledger_url) as db:
+        sid = _sample(db)
+        ds_id = ledger.find_dataset(db, "d").id
+        ledger.append_label_events(db, [
+            {"sample_id": sid, "label": "fear", "source": "dataset", "actor": "d", "created_at": t0, "dedup_key": "ds"},
+            {"sample_id": sid, "label": "surprise", "source": "human", "actor": "ann@x", "created_at": t0 + dt.timedelta(hours=1),
+             "previous_label": "fear", "dedup_key": "h1"},
+            # A newer model prediction and a newer dataset re-import must not displace the human label.
+            {"sample_id": sid, "label": "anger", "source": "model", "actor": "run:1", "confidence": 0.99,
+             "created_at": t0 + dt.timedelta(hours=2), "dedup_key": "m1"},
+            {"sample_id": sid, "label": "sad", "source": "dataset", "actor": "d", "created_at": t0 + dt.timedelta(hours=3), "dedup_key": "ds2"},
+        ])
+        assert ledger.current_labels(db, ds_id) == {sid: ("surprise", "human")}
+        # A later human edit wins over the earlier human label.
+        ledger.append_label_events(db, [{"sample_id": sid, "label": "happy", "source": "human", "actor": "ann@x",
+                                         "created_at": t0 + dt.timedelta(hours=4), "dedup_key": "h2"}])
+        assert ledger.current_labels(db, ds_id) == {sid: ("happy", "human")}
+
+
+def test_model_label_alone_is_not_a_current_label(ledger_url: str) -> None:
+    with session.session_scope(ledger_url) as db:
+        sid = _sample(db, "m")
+        ledger.append_label_events(db, [{"sample_id": sid, "label": "anger", "source": "model", "actor": "run:1", "dedup_key": "m"}])
+        assert ledger.current_labels(db, ledger.find_dataset(db, "m").id) == {}
+
+
+def test_label_events_are_append_only(ledger_url: str) -> None:
+    with session.session_scope(ledger_url) as db:
+        sid = _sample(db, "a")
+        ledger.append_label_events(db, [{"sample_id": sid, "label": "sad", "source": "dataset", "actor": "a", "dedup_key": "k"}])
+    for statement in ("UPDATE label_events SET label = 'happy'", "DELETE FROM label_events"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with session.session_scope(ledger_url) as db:
+                db.execute(text(statement))
+
+
+def test_review_task_state_is_constrained(ledger_url: str) -> None:
+    with pytest.raises(IntegrityError):
+        with session.session_scope(ledger_url) as db:
+            sid = _sample(db, "r")
+            db.add(ReviewTask(sample_id=sid, ls_project_id=1, ls_task_id=10, state="lost"))
+            db.flush()
+    with session.session_scope(ledger_url) as db:  # and the same sample cannot be pushed twice to a project
+        sid = _sample(db, "r2")
+        db.add(ReviewTask(sample_id=sid, ls_project_id=1, ls_task_id=11, state="pending"))
+    with pytest.raises(IntegrityError):
+        with session.session_scope(ledger_url) as db:
+            db.add(ReviewTask(sample_id=sid, ls_project_id=1, ls_task_id=12, state="pending"))
+            db.flush()
+
+
+def test_sample_uid_depends_on_content_and_path() -> None:
+    assert ledger.sample_uid("h", "a.jpg") == ledger.sample_uid("h", "a.jpg")
+    assert ledger.sample_uid("h", "a.jpg") != ledger.sample_uid("h", "b.jpg")
+    assert ledger.sample_uid("h", "a.jpg") != ledger.sample_uid("g", "a.jpg")

@@ -1,0 +1,80 @@
+"""Settings precedence: defaults < workflow YAML < environment < CLI options."""
+
+from pathlib import Path
+
+import pytest
+
+from curate.secrets import Secret
+from curate.settings import SettingsError, load_settings
+
+
+def _workflow(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "wf.yaml"
+    path.write_text(body)
+    return path
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = load_settings(environ={})
+    assert s.blur_max == 0.3 and s.occlusion_max == 0.4 and s.review_threshold == 0.9
+    assert s.home == Path("~/.local/share/curate").expanduser()
+    assert s.database_url == f"sqlite:///{s.home / 'curate.db'}"
+    assert s.origins["blur_max"] == "default"
+
+
+def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
+    wf = _workflow(tmp_path, "settings:\n  blur_max: 0.2\n  occlusion_max: 0.5\n  review_threshold: 0.8\n")
+    env = {"CURATE_OCCLUSION_MAX": "0.45", "CURATE_REVIEW_THRESHOLD": "0.7"}
+    s = load_settings(workflow=wf, environ=env, cli={"review_threshold": 0.6})
+    assert s.blur_max == 0.2 and s.origins["blur_max"] == f"workflow:{wf}"
+    assert s.occlusion_max == 0.45 and s.origins["occlusion_max"] == "env:CURATE_OCCLUSION_MAX"
+    assert s.review_threshold == 0.6 and s.origins["review_threshold"] == "cli"
+
+
+def test_cli_none_means_not_given(tmp_path: Path) -> None:
+    s = load_settings(environ={"CURATE_BLUR_MAX": "0.25"}, cli={"blur_max": None})
+    assert s.blur_max == 0.25
+
+
+def test_named_environment_variables(tmp_path: Path) -> None:
+    env = {
+        "CURATE_HOME": str(tmp_path / "h"),
+        "CURATE_DB_URL": "postgresql+psycopg://u:pw@db/curate",
+        "LABEL_STUDIO_URL": "http://ls:8080",
+        "LABEL_STUDIO_API_KEY": "tok-abcdef-123456",
+    }
+    s = load_settings(environ=env)
+    assert s.home == tmp_path / "h"
+    assert s.database_url == env["CURATE_DB_URL"]
+    assert s.label_studio_url == "http://ls:8080"
+    assert isinstance(s.label_studio_api_key, Secret) and s.label_studio_api_key.reveal() == "tok-abcdef-123456"
+
+
+def test_public_dict_masks_secrets() -> None:
+    env = {"CURATE_DB_URL": "postgresql+psycopg://u:hunter2pw@db/curate", "LABEL_STUDIO_API_KEY": "tok-abcdef-123456"}
+    shown = str(load_settings(environ=env).public_dict())
+    assert "hunter2pw" not in shown and "tok-abcdef-123456" not in shown
+    assert "u:********@db" in shown
+
+
+def test_bad_values_name_their_source(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="env:CURATE_BLUR_MAX"):
+        load_settings(environ={"CURATE_BLUR_MAX": "very"})
+    with pytest.raises(SettingsError, match="must lie in"):
+        load_settings(environ={}, cli={"occlusion_max": 1.5})
+    wf = _workflow(tmp_path, "settings:\n  blurr_max: 0.1\n")
+    with pytest.raises(SettingsError, match="blurr_max"):
+        load_settings(workflow=wf, environ={})
+
+
+def test_workflow_may_not_carry_secrets(tmp_path: Path) -> None:
+    wf = _workflow(tmp_path, "settings:\n  label_studio_api_key: abcdefgh\n")
+    with pytest.raises(SettingsError, match="secrets do not belong"):
+        load_settings(workflow=wf, environ={})
+
+
+def test_broken_yaml_is_one_line_error(tmp_path: Path) -> None:
+    wf = _workflow(tmp_path, "settings: [unclosed\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(workflow=wf, environ={})
+    assert str(wf) in str(info.value) and "\n" not in str(info.value)
