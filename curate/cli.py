@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from curate import __version__
-from curate.commands import db, status
+from curate.commands import db, ingest, quality, run, status
 
 app = typer.Typer(
     name="curate",
@@ -21,6 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(ingest.app, name="ingest")
+app.command("quality")(quality.quality)
+app.command("run")(run.run)
 app.add_typer(db.app, name="db")
 app.command("status")(status.status)
 

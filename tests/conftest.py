@@ -19,6 +19,10 @@ SHARED_FER2013 = REPO.parent / "shared" / "data" / "fer2013"
 # Never reach for a model hub or phone home from a test.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+# One FiftyOne database for the whole session (mongod starts once); tests use distinct dataset names.
+if "FIFTYONE_DATABASE_DIR" not in os.environ or os.environ.get("CURATE_TEST_KEEP_FO_DB") != "1":
+    os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-")
 for _name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "CURATE_DB_URL"):
     os.environ.pop(_name, None)
 

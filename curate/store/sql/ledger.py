@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from curate.store.sql.models import (
     CurrentLabel,
     Dataset,
+    IngestRejection,
     LabelEvent,
     LabelSource,
     ReviewTask,
@@ -26,6 +27,8 @@ __all__ = [
     "register_samples",
     "append_label_events",
     "current_labels",
+    "record_rejections",
+    "clear_rejections",
     "dataset_status",
 ]
 
@@ -46,18 +49,23 @@ def get_or_create_dataset(session: Session, name: str, source_format: str | None
     return dataset
 
 
-def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING, for both SQLite and PostgreSQL."""
-    if not rows:
-        return
+def _dialect_insert(session: Session):  # noqa: ANN202
+    """The INSERT construct with ON CONFLICT support for this session's backend."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - only the two supported backends are tested
-        raise NotImplementedError(f"insert-or-ignore is not implemented for {dialect}")
-    session.execute(insert(table).on_conflict_do_nothing(index_elements=list(conflict)), list(rows))
+        raise NotImplementedError(f"ON CONFLICT is not implemented for {dialect}")
+    return insert
+
+
+def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, for both SQLite and PostgreSQL."""
+    if not rows:
+        return
+    session.execute(_dialect_insert(session)(table).on_conflict_do_nothing(index_elements=list(conflict)), list(rows))
 
 
 def register_samples(session: Session, dataset_id: int, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -81,6 +89,27 @@ def append_label_events(session: Session, events: Iterable[Mapping[str, Any]]) -
         row["source"] = source.value if isinstance(source, LabelSource) else str(source)
         rows.append(row)
     insert_ignore(session, LabelEvent.__table__, rows, ["dedup_key"])
+
+
+def record_rejections(session: Session, dataset_id: int, rejections: Sequence[tuple[str, str, str]]) -> None:
+    """Upsert (path, reason, detail) rejections; a path that is later ingested is removed from the list."""
+    if not rejections:
+        return
+    rows = [{"dataset_id": dataset_id, "source_path": p, "reason": r, "detail": d, "seen_at": utcnow()} for p, r, d in dict(
+        (p, (p, r, d)) for p, r, d in rejections).values()]
+    stmt = _dialect_insert(session)(IngestRejection.__table__)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["dataset_id", "source_path"],
+        set_={"reason": stmt.excluded.reason, "detail": stmt.excluded.detail, "seen_at": stmt.excluded.seen_at},
+    )
+    session.execute(stmt, rows)
+
+
+def clear_rejections(session: Session, dataset_id: int, paths: Sequence[str]) -> None:
+    for start in range(0, len(paths), 500):
+        session.execute(
+            delete(IngestRejection).where(IngestRejection.dataset_id == dataset_id, IngestRejection.source_path.in_(paths[start : start + 500]))
+        )
 
 
 def current_labels(session: Session, dataset_id: int) -> dict[int, tuple[str, str]]:

@@ -39,6 +39,7 @@ __all__ = [
     "ModelRun",
     "Checkpoint",
     "WorkflowRun",
+    "IngestRejection",
     "CurrentLabel",
     "utcnow",
 ]
@@ -185,6 +186,20 @@ class WorkflowRun(Base):
     stages: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # stage -> {status, summary}
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class IngestRejection(Base):
+    """An input that is not a sample, with a stable reason code (latest sighting wins)."""
+
+    __tablename__ = "ingest_rejections"
+    __table_args__ = (UniqueConstraint("dataset_id", "source_path", name="uq_ingest_rejections_dataset_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    source_path: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[str | None] = mapped_column(Text)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class CurrentLabel(Base):

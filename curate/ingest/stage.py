@@ -1,0 +1,272 @@
+"""Ingest: every input becomes a sample (FiftyOne + SQL) or a listed rejection, resumably.
+
+Why it is safe to kill: samples are written in bounded batches, SQL first (insert-or-
+ignore on the sample uid and the label event's dedup key), FiftyOne second. A file is
+"done" once its filepath is in the FiftyOne dataset, so a re-run skips it, and a batch
+that reached SQL but not FiftyOne is simply written again without duplicating anything.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import csv
+import itertools
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from curate.ingest.worker import Job, Outcome, init_worker, process_chunk
+from curate.sources import Rejection, SourceRecord, open_source
+from curate.sources import generic as generic_sources
+
+__all__ = ["IngestOptions", "ingest", "DEFAULT_NEAR_DUPLICATE_DISTANCE"]
+
+#: pHash bits that may differ for two faces to count as near duplicates (see bench/RESULTS.md).
+DEFAULT_NEAR_DUPLICATE_DISTANCE = 4
+
+
+@dataclass
+class IngestOptions:
+    kind: str  # affectnet, fer2013, ckplus, rafdb, folder
+    root: Path
+    dataset: str
+    split: str = "all"
+    limit: int | None = None
+    workers: int = 1
+    chunk_size: int = 128
+    write_batch: int = 1000
+    blur_max: float = 0.3
+    occlusion_max: float = 0.4
+    near_duplicate_distance: int = DEFAULT_NEAR_DUPLICATE_DISTANCE
+    weights: str | None = None
+
+
+@dataclass
+class _Tally:
+    seen: int = 0
+    new: int = 0
+    already_present: int = 0
+    rejected: collections.Counter = field(default_factory=collections.Counter)
+    no_emotion: collections.Counter = field(default_factory=collections.Counter)
+    label_disagreements: int = 0
+    rejection_rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(iterable)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _build_sample(record: SourceRecord, info: dict[str, Any], uid: str, reasons: list[str]):  # noqa: ANN202
+    from curate.store.fo_store import fo
+
+    f = fo()
+    width, height = info["width"], info["height"]
+    sample = f.Sample(filepath=str(record.path), tags=[record.split] if record.split else [])
+    sample.metadata = f.ImageMetadata(size_bytes=info["size_bytes"], mime_type=info["mime_type"], width=width,
+                                      height=height, num_channels=info["channels"])
+    if record.label is not None:
+        sample["ground_truth"] = f.Classification(label=record.label)
+        sample["label"] = f.Classification(label=record.label)
+    sample["split"] = record.split
+    sample["source_label"] = record.source_label
+    sample["sample_uid"] = uid
+    sample["content_hash"] = info["content_hash"]
+    sample["phash"] = info["phash"]
+    sample["blur"] = info["blur"]
+    sample["occlusion"] = info["occlusion"]
+    sample["quality_rejected"] = reasons
+    sample["notes"] = list(info["notes"]) + ([record.extra["label_disagreement"]] if "label_disagreement" in record.extra else [])
+    if info.get("box_px"):
+        x, y, w, h = info["box_px"]
+        sample["face"] = f.Detection(label="face", bounding_box=[x / width, y / height, w / width, h / height])
+    if record.landmarks:
+        points = [(float(px) / width, float(py) / height) for px, py in record.landmarks]
+        sample["landmarks"] = f.Keypoints(keypoints=[f.Keypoint(label="face", points=points)])
+    for key in ("valence", "arousal", "subject"):
+        if getattr(record, key) is not None:
+            sample[key] = getattr(record, key)
+    for key in ("usage",):
+        if key in record.extra:
+            sample[key] = record.extra[key]
+    return sample
+
+
+class _Writer:
+    """Buffers finished samples and writes them SQL-first in bounded batches."""
+
+    def __init__(self, url: str, dataset_id: int, dataset_name: str, fo_dataset: Any, batch: int) -> None:
+        self.url, self.dataset_id, self.dataset_name, self.ds, self.batch = url, dataset_id, dataset_name, fo_dataset, batch
+        self.pending: list[tuple[SourceRecord, dict[str, Any], list[str]]] = []
+
+    def add(self, record: SourceRecord, info: dict[str, Any], reasons: list[str]) -> None:
+        self.pending.append((record, info, reasons))
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        from curate.store import fo_store
+        from curate.store.sql import ledger, session
+        from curate.store.sql.models import LabelSource
+
+        rows, uids = [], []
+        for record, info, reasons in self.pending:
+            uid = ledger.sample_uid(info["content_hash"], record.rel_path)
+            uids.append(uid)
+            rows.append({
+                "uid": uid, "content_hash": info["content_hash"], "source_path": record.rel_path, "split": record.split,
+                "source_label": record.source_label, "quality_rejected": ",".join(reasons) or None,
+                "blur": info["blur"], "occlusion": info["occlusion"],
+            })
+        with session.session_scope(self.url) as db:
+            ids = ledger.register_samples(db, self.dataset_id, rows)
+            ledger.append_label_events(db, [
+                {"sample_id": ids[uid], "label": record.label, "source": LabelSource.dataset, "actor": f"dataset:{self.dataset_name}",
+                 "dedup_key": f"dataset:{self.dataset_id}:{uid}"}
+                for (record, _, _), uid in zip(self.pending, uids) if record.label is not None
+            ])
+            ledger.clear_rejections(db, self.dataset_id, [r.rel_path for r, _, _ in self.pending])
+        fo_store.add_samples(self.ds, [_build_sample(r, i, uid, q) for (r, i, q), uid in zip(self.pending, uids)])
+        self.pending.clear()
+
+
+def _mp_context():  # noqa: ANN202
+    # FiftyOne's client threads are running in this process: never fork it.
+    return multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run the ingest stage and return its summary (see ``curate ingest --json``)."""
+    from curate.quality.scores import quality_reasons
+    from curate.store import fo_store
+    from curate.store.sql import ledger, session
+
+    started = time.monotonic()
+    generic_sources.media_dir_for["fer2013"] = home / "media" / options.dataset
+    layout, items = open_source(options.kind, options.root, options.split)
+    session.require_schema(url)
+    with session.session_scope(url) as db:
+        dataset_id = ledger.get_or_create_dataset(db, options.dataset, f"{options.kind}/{layout.name}", str(options.root.absolute())).id
+    ds = fo_store.load_dataset(options.dataset)
+    ds.info.update({"source_format": options.kind, "layout": layout.name, "root": str(options.root.absolute())})
+    ds.save()
+    done = fo_store.existing_filepaths(ds)
+    tally = _Tally()
+    writer = _Writer(url, dataset_id, options.dataset, ds, options.write_batch)
+    claimed: set[str] = set()
+
+    def reject(rel_path: str, reason: str, detail: str) -> None:
+        rel_path = rel_path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        tally.rejected[reason] += 1
+        tally.rejection_rows.append((rel_path, reason, detail))
+
+    def jobs() -> Iterator[tuple[SourceRecord, Job]]:
+        limited = itertools.islice(items, options.limit) if options.limit else items
+        for index, item in enumerate(limited):
+            tally.seen += 1
+            if isinstance(item, Rejection):
+                reject(item.rel_path, item.reason, item.detail)
+                continue
+            key = str(item.path)
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(item.rel_path).decode("utf-8", "backslashreplace")
+                reject(shown, "non_utf8_filename", "the name is not valid UTF-8; rename the file to ingest it")
+                continue
+            if key in claimed:
+                reject(item.rel_path, "duplicate_annotation", "the same file is listed more than once")
+                continue
+            claimed.add(key)
+            if item.label is None and item.source_label is not None and options.kind == "affectnet":
+                from curate.taxonomy import AFFECTNET_NON_EMOTION
+
+                tally.no_emotion[AFFECTNET_NON_EMOTION.get(int(float(item.source_label)), "other")] += 1
+            if "label_disagreement" in item.extra:
+                tally.label_disagreements += 1
+            if key in done:
+                tally.already_present += 1
+                if progress:
+                    progress(1)
+                continue
+            yield item, Job(index, key, item.box, item.box_units)
+
+    def handle(chunk: list[tuple[SourceRecord, Job]], outcomes: list[Outcome]) -> None:
+        records = {job.index: record for record, job in chunk}
+        for outcome in outcomes:
+            record = records[outcome.index]
+            if not outcome.ok:
+                reject(record.rel_path, outcome.reason, outcome.detail)
+            else:
+                reasons = quality_reasons(outcome.info["blur"], outcome.info["occlusion"], options.blur_max, options.occlusion_max)
+                writer.add(record, outcome.info, reasons)
+                tally.new += 1
+        if progress:
+            progress(len(chunk))
+
+    workers = max(1, options.workers)
+    with cf.ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=init_worker, initargs=(options.weights,)) as pool:
+        in_flight: dict[cf.Future, list[tuple[SourceRecord, Job]]] = {}
+        for chunk in _chunks(jobs(), options.chunk_size):
+            while len(in_flight) >= 2 * workers:  # bounded: memory does not grow with the dataset
+                finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    handle(in_flight.pop(fut), fut.result())
+            in_flight[pool.submit(process_chunk, [job for _, job in chunk])] = chunk
+        for fut in cf.as_completed(list(in_flight)):
+            handle(in_flight.pop(fut), fut.result())
+    writer.flush()
+
+    with session.session_scope(url) as db:
+        ledger.record_rejections(db, dataset_id, tally.rejection_rows)
+    report = _write_rejection_report(home, options.dataset, tally.rejection_rows)
+
+    from curate.ingest.mark_duplicates import mark_duplicates
+
+    duplicates = mark_duplicates(ds, options.near_duplicate_distance)
+    fo_store.ensure_views(ds)
+    removed = collections.Counter(r for reasons in ds.values("quality_rejected") for r in (reasons or []))
+    ingested = tally.new + tally.already_present
+    assert tally.seen == ingested + sum(tally.rejected.values()), "every input is ingested or rejected"
+    return {
+        "dataset": options.dataset,
+        "format": options.kind,
+        "layout": layout.name,
+        "root": str(options.root),
+        "seen": tally.seen,
+        "ingested": ingested,
+        "new": tally.new,
+        "already_present": tally.already_present,
+        "rejected": dict(sorted(tally.rejected.items())),
+        "rejected_report": str(report) if report else None,
+        "quality_removed": {"blur": removed.get("blur", 0), "occlusion": removed.get("occlusion", 0)},
+        "thresholds": {"blur_max": options.blur_max, "occlusion_max": options.occlusion_max},
+        "no_emotion": dict(tally.no_emotion),
+        "label_disagreements": tally.label_disagreements,
+        "duplicates": duplicates,
+        "samples_in_dataset": len(ds),
+        "workers": workers,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def _write_rejection_report(home: Path, dataset: str, rows: list[tuple[str, str, str]]) -> Path | None:
+    """rejected.csv beside the ledger: path, reason, detail (written atomically)."""
+    if not rows:
+        return None
+    out = home / "reports" / dataset / "ingest-rejected.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "reason", "detail"])
+        writer.writerows(rows)
+    tmp.replace(out)
+    return out

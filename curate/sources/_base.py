@@ -1,0 +1,104 @@
+"""What every source yields: plain records (one per image) or rejections (with a reason).
+
+Sources only read annotations and list files; they never decode images. Decoding,
+hashing and scoring happen in the ingest workers, so a source stays cheap to run and
+trivial to test.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Union
+
+from curate.exceptions import CurateError
+
+__all__ = [
+    "IMAGE_EXTS",
+    "SPLIT_NAMES",
+    "SourceRecord",
+    "Rejection",
+    "Item",
+    "Layout",
+    "SourceError",
+    "iter_files",
+    "is_image_name",
+    "split_name",
+    "rel",
+]
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+#: Folder names that mean a split, in the spellings the re-packs use.
+SPLIT_NAMES = {
+    "train": "train", "training": "train", "train_set": "train",
+    "val": "val", "valid": "val", "validation": "val", "val_set": "val",
+    "test": "test", "testing": "test", "test_set": "test",
+}
+
+
+class SourceError(CurateError):
+    """The root itself cannot be used (missing, unreadable, no known layout)."""
+
+
+@dataclass
+class SourceRecord:
+    """One image and everything its annotation says about it."""
+
+    path: Path  # absolute
+    rel_path: str  # relative to the dataset root, '/'-separated: part of the sample identity
+    split: str | None
+    label: str | None  # canonical emotion, None = unlabeled or not an emotion
+    source_label: str | None  # the dataset's own label or code, as text
+    box: tuple[float, float, float, float] | None = None  # x, y, w, h in pixels ("px") or normalized centre ("yolo")
+    box_units: str = "px"
+    landmarks: list[tuple[float, float]] | None = None  # pixels
+    valence: float | None = None
+    arousal: float | None = None
+    subject: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # usage, label_disagreement, ...
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An input that will not become a sample, and why (``reason`` is a short stable code)."""
+
+    rel_path: str
+    reason: str
+    detail: str = ""
+
+
+Item = Union[SourceRecord, Rejection]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A registered on-disk layout: ``detect(root)`` says whether it fits, ``read(root, split)`` yields items."""
+
+    dataset: str  # affectnet, fer2013, ckplus, rafdb, folder
+    name: str
+    description: str
+    detect: Callable[[Path], bool]
+    read: Callable[[Path, str], Iterator[Item]]
+
+
+def is_image_name(name: str) -> bool:
+    """By extension only; used where a folder mixes images and annotation files."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTS
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every file (or dangling link) under ``root``, sorted, without following directory links."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def split_name(name: str) -> str | None:
+    return SPLIT_NAMES.get(name.strip().lower())
+

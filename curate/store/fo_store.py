@@ -1,0 +1,103 @@
+"""FiftyOne access: the working index people browse. Only this module and the stages that
+build samples import fiftyone, and only inside functions (it takes seconds to import).
+
+Saved views kept in step with the fields:
+- ``curated``: quality-passing samples (empty ``quality_rejected``): the working set
+- ``quality_rejected``: faces removed for blur/occlusion, with their reasons
+- ``duplicates``: every member of an exact or near duplicate group
+- ``leakage``: duplicate groups that span splits (train/test leakage)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+__all__ = ["fo", "load_dataset", "open_dataset", "existing_filepaths", "ensure_views", "add_samples", "VIEW_NAMES"]
+
+VIEW_NAMES = ("curated", "quality_rejected", "duplicates", "leakage")
+
+
+def fo():  # noqa: ANN201 - the fiftyone module, imported on first use with quiet settings
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    import fiftyone
+
+    return fiftyone
+
+
+def load_dataset(name: str, create: bool = True):  # noqa: ANN201
+    """The persistent dataset ``name`` (created when missing and ``create``)."""
+    f = fo()
+    if f.dataset_exists(name):
+        return f.load_dataset(name)
+    if not create:
+        from curate.exceptions import CurateError
+
+        raise CurateError(f"FiftyOne dataset {name!r} does not exist; run `curate ingest ... --dataset {name}` first")
+    ds = f.Dataset(name, persistent=True)
+    ds.info["created_by"] = "curate"
+    ds.save()
+    declare_schema(ds)
+    return ds
+
+
+def declare_schema(ds) -> None:  # noqa: ANN001
+    """Declare curate's fields up front: a field whose values are all None would otherwise not exist."""
+    f = fo()
+    str_fields = ("split", "source_label", "sample_uid", "content_hash", "phash", "usage", "subject", "duplicate_of", "duplicate_kind")
+    schema = ds.get_field_schema()
+    for name in str_fields:
+        if name not in schema:
+            ds.add_sample_field(name, f.StringField)
+    for name in ("blur", "occlusion", "valence", "arousal"):
+        if name not in schema:
+            ds.add_sample_field(name, f.FloatField)
+    for name in ("quality_rejected", "notes"):
+        if name not in schema:
+            ds.add_sample_field(name, f.ListField, subfield=f.StringField)
+    for name, doc in (("ground_truth", f.Classification), ("label", f.Classification), ("face", f.Detection), ("landmarks", f.Keypoints)):
+        if name not in schema:
+            ds.add_sample_field(name, f.EmbeddedDocumentField, embedded_doc_type=doc)
+    if "duplicate_group" not in schema:
+        ds.add_sample_field("duplicate_group", f.IntField)
+    if "cross_split_duplicate" not in schema:
+        ds.add_sample_field("cross_split_duplicate", f.BooleanField)
+
+
+open_dataset = load_dataset
+
+
+def existing_filepaths(ds) -> set[str]:  # noqa: ANN001
+    return set(ds.distinct("filepath")) if len(ds) else set()
+
+
+def add_samples(ds, samples: list[Any]) -> None:  # noqa: ANN001
+    if samples:
+        ds.add_samples(samples, progress=False)
+
+
+def ensure_views(ds) -> None:  # noqa: ANN001
+    """(Re)define the saved views; they are filters, so they follow later field changes by themselves."""
+    from fiftyone import ViewField as F
+
+    schema = ds.get_field_schema()
+    views = {"curated": ds.match(F("quality_rejected").length() == 0) if "quality_rejected" in schema else ds.view()}
+    if "quality_rejected" in schema:
+        views["quality_rejected"] = ds.match(F("quality_rejected").length() > 0)
+    if "duplicate_group" in schema:
+        views["duplicates"] = ds.exists("duplicate_group").sort_by("duplicate_group")
+        views["leakage"] = ds.match(F("cross_split_duplicate") == True).sort_by("duplicate_group")  # noqa: E712
+    for name, view in views.items():
+        ds.save_view(name, view, overwrite=True)
+
+
+def set_values_by_id(ds, field: str, values: dict[str, Any]) -> None:  # noqa: ANN001
+    """Write ``{sample id: value}`` in one bulk operation."""
+    if values:
+        ds.set_values(field, values, key_field="id")
+
+
+def clear_field(ds, field: str, keep: Iterable[str] = ()) -> None:  # noqa: ANN001
+    if field in ds.get_field_schema():
+        ds.set_field(field, None).save(field)

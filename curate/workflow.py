@@ -1,0 +1,140 @@
+"""Run a workflow YAML stage by stage, recording each in SQL ``workflow_runs`` so a stopped run resumes.
+
+A workflow is the loop as data::
+
+    name: fer2013
+    settings: {dataset: fer2013, blur_max: 0.3}
+    stages:
+      - {stage: ingest, kind: fer2013, root: "${FER2013_ROOT:-../../shared/data/fer2013}"}
+      - {stage: quality}
+
+Stages never call each other: each reads what earlier stages stored. A stage that finished
+in an earlier run of the same workflow (same content hash) is skipped unless ``force``.
+Relative paths in stage parameters are relative to the workflow file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from curate.exceptions import CurateError
+from curate.settings import Settings
+
+__all__ = ["STAGES", "WorkflowError", "load_workflow", "run_workflow"]
+
+StageFn = Callable[[Settings, dict[str, Any], Path, Callable[[int], None] | None], dict[str, Any]]
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class WorkflowError(CurateError):
+    pass
+
+
+def _expand(value: Any) -> Any:
+    """${VAR} and ${VAR:-default} in strings, so a workflow can be pointed elsewhere from the environment."""
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value
+
+
+def _stage_ingest(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from curate.ingest.stage import IngestOptions, ingest
+
+    try:
+        kind, root = params["kind"], Path(params["root"])
+    except KeyError as exc:
+        raise WorkflowError(f"ingest stage needs '{exc.args[0]}'") from None
+    root = root if root.is_absolute() else (base / root).resolve()
+    options = IngestOptions(kind=kind, root=root, dataset=params.get("dataset", settings.dataset), split=params.get("split", "all"),
+                            limit=params.get("limit"), workers=settings.worker_count, blur_max=settings.blur_max,
+                            occlusion_max=settings.occlusion_max)
+    return ingest(options, settings.database_url, settings.home, progress=progress)
+
+
+def _stage_quality(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from curate.quality.apply import apply_thresholds
+
+    return apply_thresholds(params.get("dataset", settings.dataset), settings.database_url, settings.blur_max, settings.occlusion_max)
+
+
+STAGES: dict[str, StageFn] = {"ingest": _stage_ingest, "quality": _stage_quality}
+
+
+def load_workflow(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise WorkflowError(f"{path}: cannot read workflow ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise WorkflowError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    stages = doc.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise WorkflowError(f"{path}: a workflow needs a non-empty 'stages' list")
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict) or stage.get("stage") not in STAGES:
+            name = stage.get("stage") if isinstance(stage, dict) else stage
+            raise WorkflowError(f"{path}: stage {i + 1} ({name!r}) is not one of {', '.join(STAGES)}")
+    return doc
+
+
+def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: Callable[[str, str], None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a workflow; returns {workflow, run_id, stages: {name: {status, summary}}}."""
+    from sqlalchemy import select
+
+    from curate.store.sql import session
+    from curate.store.sql.models import WorkflowRun, utcnow
+
+    doc = load_workflow(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    name = str(doc.get("name") or path.stem)
+    session.require_schema(settings.database_url)
+    with session.session_scope(settings.database_url) as db:
+        previous = db.scalars(select(WorkflowRun).where(WorkflowRun.workflow == name, WorkflowRun.config_hash == digest)
+                              .order_by(WorkflowRun.id.desc())).first()
+        finished = {} if force or previous is None else {k: v for k, v in (previous.stages or {}).items() if v.get("status") == "done"}
+        run = WorkflowRun(workflow=name, path=str(path.resolve()), config_hash=digest, status="running", stages=dict(finished))
+        db.add(run)
+        db.flush()
+        run_id = run.id
+    results: dict[str, Any] = dict(finished)
+    for index, stage in enumerate(doc["stages"]):
+        key = f"{index + 1}:{stage['stage']}"
+        if key in finished:
+            if on_stage:
+                on_stage(key, "skipped (done in an earlier run)")
+            continue
+        if on_stage:
+            on_stage(key, "running")
+        params = _expand({k: v for k, v in stage.items() if k != "stage"})
+        try:
+            summary = STAGES[stage["stage"]](settings, params, path.parent.resolve(), progress)
+        except CurateError:
+            _save(settings.database_url, run_id, results, "failed")
+            raise
+        results[key] = {"status": "done", "summary": summary}
+        _save(settings.database_url, run_id, results, "running")
+    _save(settings.database_url, run_id, results, "done", finished_at=utcnow())
+    return {"workflow": name, "run_id": run_id, "resumed_stages": sorted(finished), "stages": results}
+
+
+def _save(url: str, run_id: int, stages: dict[str, Any], status: str, finished_at: Any = None) -> None:
+    from curate.store.sql import session
+    from curate.store.sql.models import WorkflowRun
+
+    with session.session_scope(url) as db:
+        run = db.get(WorkflowRun, run_id)
+        assert run is not None
+        run.stages, run.status = dict(stages), status
+        if finished_at is not None:
+            run.finished_at = finished_at

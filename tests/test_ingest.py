@@ -1,0 +1,204 @@
+"""Ingest into real FiftyOne + SQLite: layouts, bad input, idempotency, kill -9 and resume, quality, duplicates."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import builders
+from tests.conftest import last_json, run_cli
+
+_names = itertools.count()
+
+
+def _name(prefix: str) -> str:
+    return f"t{os.getpid()}_{prefix}_{next(_names)}"
+
+
+def _ingest_inprocess(kind: str, root: Path, home: Path, **kw) -> dict:  # noqa: ANN003
+    from curate.ingest.stage import IngestOptions, ingest
+
+    options = IngestOptions(kind=kind, root=root, dataset=kw.pop("dataset", _name(kind)), workers=1, **kw)
+    return ingest(options, f"sqlite:///{home / 'curate.db'}", home)
+
+
+def _labels_by_path(dataset: str, root: Path) -> dict[str, tuple[str | None, str | None]]:
+    from curate.store.fo_store import load_dataset
+
+    ds = load_dataset(dataset, create=False)
+    paths, labels, splits = ds.values(["filepath", "ground_truth.label", "split"])
+    out = {}
+    for p, label, split in zip(paths, labels, splits):
+        out[Path(p).relative_to(root).as_posix() if Path(p).is_relative_to(root) else p] = (label, split)
+    return out
+
+
+def _sql(home: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(home / "curate.db") as db:
+        return db.execute(query).fetchall()
+
+
+@pytest.mark.parametrize(
+    "kind,builder",
+    [
+        ("affectnet", builders.affectnet_original),
+        ("affectnet", builders.affectnet_npy),
+        ("affectnet", builders.affectnet_class_folders),
+        ("affectnet", builders.affectnet_yolo),
+        ("fer2013", builders.fer2013_folders),
+        ("ckplus", builders.ckplus),
+        ("rafdb", builders.rafdb),
+        ("folder", builders.folder_unlabeled),
+    ],
+)
+def test_every_layout_lands_mapped_with_counts_that_add_up(tmp_path: Path, curate_home: Path, kind: str, builder) -> None:  # noqa: ANN001
+    built = builder(tmp_path / "ds")
+    name = _name(kind)
+    s = _ingest_inprocess(kind, built.root, curate_home, dataset=name)
+    assert s["seen"] == s["ingested"] + sum(s["rejected"].values())
+    assert s["ingested"] == len(built.expected)
+    assert s["rejected"] == dict(collections.Counter(built.rejected.values()))
+    assert _labels_by_path(name, built.root) == built.expected
+    n_labeled = sum(1 for label, _ in built.expected.values() if label is not None)
+    assert _sql(curate_home, f"SELECT count(*) FROM samples s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'") == [(len(built.expected),)]
+    assert _sql(curate_home, "SELECT count(*) FROM label_events WHERE source = 'dataset'")[0][0] >= n_labeled
+    rejected_sql = dict(_sql(curate_home, f"SELECT source_path, reason FROM ingest_rejections r JOIN datasets d ON d.id = r.dataset_id WHERE d.name = '{name}'"))
+    assert rejected_sql == built.rejected
+    if kind == "affectnet" and builder is builders.affectnet_original:
+        assert s["no_emotion"] == {"none": 2, "uncertain": 2, "no-face": 2}
+
+
+def test_affectnet_fields_in_fiftyone(tmp_path: Path, curate_home: Path) -> None:
+    built = builders.affectnet_original(tmp_path / "an")
+    name = _name("fields")
+    _ingest_inprocess("affectnet", built.root, curate_home, dataset=name)
+    from curate.store.fo_store import load_dataset
+
+    ds = load_dataset(name, create=False)
+    sample = ds.match({"filepath": {"$regex": "img_train_1.jpg$"}}).first()
+    assert sample.ground_truth.label == "happy" and sample.source_label == "1" and sample.split == "train"
+    assert sample.face.bounding_box == pytest.approx([16 / 128, 16 / 128, 96 / 128, 96 / 128])
+    assert len(sample.landmarks.keypoints[0].points) == 68
+    assert sample.valence == 0.25 and sample.arousal == -0.5
+    assert 0.0 <= sample.blur <= 1.0 and 0.0 <= sample.occlusion <= 1.0
+    assert sample.metadata.width == 128 and sample.label.label == "happy"
+    assert set(ds.list_saved_views()) >= {"curated", "quality_rejected", "duplicates", "leakage"}
+
+
+def test_fer2013_csv_ingest_keeps_usage(tmp_path: Path, curate_home: Path) -> None:
+    built = builders.fer2013_csv(tmp_path / "fer")
+    name = _name("csv")
+    s = _ingest_inprocess("fer2013", built.root / "fer2013.csv", curate_home, dataset=name)
+    assert s["ingested"] == 21 and s["rejected"] == {"label_out_of_range": 1, "malformed_annotation": 1}
+    from curate.store.fo_store import load_dataset
+
+    usage = collections.Counter(load_dataset(name, create=False).values("usage"))
+    assert usage == {"Training": 7, "PublicTest": 7, "PrivateTest": 7}
+
+
+def test_bad_input_corpus_via_cli(tmp_path: Path, curate_home: Path) -> None:
+    built = builders.bad_inputs(tmp_path / "bad")
+    name = _name("bad")
+    proc = run_cli("ingest", "folder", str(built.root), "--dataset", name, "--workers", "1", "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    s = last_json(proc)
+    assert s["seen"] == len(built.expected) + len(built.rejected) == s["ingested"] + sum(s["rejected"].values())
+    assert s["rejected"] == dict(collections.Counter(built.rejected.values()))
+    report = Path(s["rejected_report"]).read_text()
+    for rel in built.rejected:
+        assert rel in report
+    # Re-running the same ingest adds nothing.
+    again = last_json(run_cli("ingest", "folder", str(built.root), "--dataset", name, "--workers", "1", "--json"))
+    assert again["new"] == 0 and again["ingested"] == s["ingested"] and again["samples_in_dataset"] == s["ingested"]
+    assert _sql(curate_home, "SELECT count(*) FROM samples")[0][0] == s["ingested"]
+
+
+def test_unusable_root_is_one_line_error_exit_2(tmp_path: Path, curate_home: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for args in (("affectnet", str(tmp_path / "empty")), ("rafdb", str(tmp_path / "missing"))):
+        proc = run_cli("ingest", *args, "--json", check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert last_json(proc)["ok"] is False
+
+
+def test_kill_dash_nine_then_resume_completes_without_duplicates(tmp_path: Path, curate_home: Path) -> None:
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=40)
+    total = len(built.expected)
+    name = _name("kill")
+    exe = Path(os.sys.executable).parent / "curate"
+    args = [str(exe), "ingest", "fer2013", str(built.root), "--dataset", name, "--workers", "1", "--write-batch", "16"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    db = curate_home / "curate.db"
+    written = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            written = _sql(curate_home, "SELECT count(*) FROM samples")[0][0] if db.exists() else 0
+        except sqlite3.OperationalError:
+            written = 0
+        if written >= 32:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < written < total, f"kill landed at {written}/{total}: not mid-way"
+    s = last_json(run_cli("ingest", "fer2013", str(built.root), "--dataset", name, "--workers", "1", "--json"))
+    assert s["ingested"] == total and s["seen"] == total and s["rejected"] == {}
+    from curate.store.fo_store import load_dataset
+
+    ds = load_dataset(name, create=False)
+    paths = ds.values("filepath")
+    assert len(paths) == len(set(paths)) == total
+    assert _sql(curate_home, "SELECT count(*), count(DISTINCT uid) FROM samples") == [(total, total)]
+    assert _sql(curate_home, "SELECT count(*) FROM label_events") == [(total,)]
+
+
+def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_home: Path) -> None:
+    built = builders.fer2013_folders(tmp_path / "fer")
+    name = _name("quality")
+    _ingest_inprocess("fer2013", built.root, curate_home, dataset=name)
+    from curate.store.fo_store import load_dataset
+
+    ds = load_dataset(name, create=False)
+    blur_before = ds.values("blur")
+    strict = last_json(run_cli("quality", "--dataset", name, "--blur-max", "0", "--occlusion-max", "1", "--json"))
+    assert strict["removed"]["blur"] == sum(1 for b in blur_before if b > 0) and strict["removed"]["occlusion"] == 0
+    ds.reload()
+    assert ds.values("blur") == blur_before  # thresholds only, no re-scoring
+    assert len(ds.load_saved_view("curated")) == strict["curated"] == len(ds) - strict["removed"]["blur"]
+    assert _sql(curate_home, "SELECT count(*) FROM samples WHERE quality_rejected = 'blur'")[0][0] == strict["removed"]["blur"]
+    loose = last_json(run_cli("quality", "--dataset", name, "--blur-max", "1", "--occlusion-max", "1", "--json"))
+    assert loose["curated"] == len(ds) and loose["changed"] == strict["removed"]["blur"]
+    assert _sql(curate_home, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL") == [(0,)]
+
+
+def test_cross_split_duplicates_are_flagged_and_listed(tmp_path: Path, curate_home: Path) -> None:
+    root = tmp_path / "dup"
+    img = builders.face(42, 96)
+    builders.write_image(root / "train" / "happy" / "a.png", img)
+    builders.write_image(root / "test" / "happy" / "a_copy.png", img)  # exact copy in test: leakage
+    builders.write_image(root / "test" / "happy" / "a_reencoded.jpg", img)  # same face, other bytes: near
+    # Unrelated pictures (the synthetic faces all look alike to a perceptual hash).
+    builders.write_image(root / "train" / "sad" / "other.png", np.rot90(builders.face(43, 96)).copy())
+    builders.write_image(root / "train" / "sad" / "other2.png", (np.indices((96, 96)).sum(0) % 17 * 15).astype(np.uint8))
+    name = _name("dup")
+    s = _ingest_inprocess("folder", root, curate_home, dataset=name)
+    assert s["duplicates"]["groups"] == 1 and s["duplicates"]["exact"] == 1 and s["duplicates"]["near"] == 1
+    assert s["duplicates"]["cross_split_groups"] == 1 and s["duplicates"]["cross_split_samples"] == 3
+    from curate.store.fo_store import load_dataset
+
+    ds = load_dataset(name, create=False)
+    leak = ds.load_saved_view("leakage")
+    assert sorted(Path(p).name for p in leak.values("filepath")) == ["a.png", "a_copy.png", "a_reencoded.jpg"]
+    kinds = dict(zip((Path(p).name for p in leak.values("filepath")), leak.values("duplicate_kind")))
+    assert kinds == {"a.png": "canonical", "a_copy.png": "exact", "a_reencoded.jpg": "near"}  # the train copy is kept

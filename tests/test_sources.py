@@ -1,0 +1,116 @@
+"""Every layout: labels land correctly mapped, splits kept, faults named, nothing dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curate.sources import Rejection, SourceError, SourceRecord, open_source
+from curate.sources import generic
+from tests import builders
+
+
+def _read(kind: str, root: Path, split: str = "all"):  # noqa: ANN202
+    layout, items = open_source(kind, root, split)
+    items = list(items)
+    records = {r.rel_path: r for r in items if isinstance(r, SourceRecord)}
+    rejections = {r.rel_path: r for r in items if isinstance(r, Rejection)}
+    assert len(records) + len(rejections) == len(items), "a path was yielded twice"
+    return layout, records, rejections
+
+
+@pytest.mark.parametrize(
+    "kind,builder,layout_name",
+    [
+        ("affectnet", builders.affectnet_original, "original"),
+        ("affectnet", builders.affectnet_npy, "npy"),
+        ("affectnet", builders.affectnet_class_folders, "class-folders"),
+        ("affectnet", builders.affectnet_yolo, "yolo"),
+        ("fer2013", builders.fer2013_folders, "class-folders"),
+        ("ckplus", builders.ckplus, "class-folders"),
+        ("rafdb", builders.rafdb, "basic"),
+        ("folder", builders.folder_unlabeled, "folders"),
+    ],
+)
+def test_layout_labels_splits_and_faults(tmp_path: Path, kind: str, builder, layout_name: str) -> None:  # noqa: ANN001
+    built = builder(tmp_path / "ds")
+    layout, records, rejections = _read(kind, built.root)
+    assert layout.name == layout_name
+    assert {p: (r.label, r.split) for p, r in records.items()} == built.expected
+    assert {p: r.reason for p, r in rejections.items()} == built.rejected
+
+
+def test_fer2013_csv_rows_become_png_files(tmp_path: Path) -> None:
+    built = builders.fer2013_csv(tmp_path / "fer")
+    generic.media_dir_for["fer2013"] = tmp_path / "media"
+    layout, records, rejections = _read("fer2013", built.root / "fer2013.csv")
+    assert layout.name == "csv"
+    assert {p: (r.label, r.split) for p, r in records.items()} == built.expected
+    assert {p: r.reason for p, r in rejections.items()} == built.rejected
+    usages = {r.extra["usage"] for r in records.values() if r.split == "test"}
+    assert usages == {"PublicTest", "PrivateTest"}
+    assert all(r.path.is_file() and r.path.is_relative_to(tmp_path / "media") for r in records.values())
+
+
+def test_fer2013_folders_keep_public_private_usage(tmp_path: Path) -> None:
+    built = builders.fer2013_folders(tmp_path / "fer")
+    _, records, _ = _read("fer2013", built.root)
+    test_usage = {r.extra.get("usage") for r in records.values() if r.split == "test"}
+    assert test_usage == {"PublicTest", "PrivateTest"}
+
+
+def test_affectnet_original_keeps_boxes_landmarks_valence(tmp_path: Path) -> None:
+    built = builders.affectnet_original(tmp_path / "an")
+    _, records, _ = _read("affectnet", built.root)
+    happy = records["Manually_Annotated_Images/101/img_train_1.jpg"]
+    assert happy.box == (16.0, 16.0, 96.0, 96.0) and len(happy.landmarks) == 68
+    assert happy.valence == 0.25 and happy.arousal == -0.5 and happy.source_label == "1"
+    none = records["Manually_Annotated_Images/108/img_train_8.jpg"]
+    assert none.label is None and none.valence is None  # -2 means "no value"
+
+
+def test_affectnet_split_filter(tmp_path: Path) -> None:
+    built = builders.affectnet_original(tmp_path / "an")
+    _, records, _ = _read("affectnet", built.root, split="val")
+    assert records and {r.split for r in records.values()} == {"val"}
+
+
+def test_affectnet_npy_casts_string_values(tmp_path: Path) -> None:
+    built = builders.affectnet_npy(tmp_path / "an")
+    _, records, _ = _read("affectnet", built.root)
+    r = records["train_set/images/101.jpg"]
+    assert r.label == "neutral" and r.valence == 0.5 and r.arousal == -0.25 and len(r.landmarks) == 68
+
+
+def test_class_folder_csv_wins_and_disagreement_is_recorded(tmp_path: Path) -> None:
+    built = builders.affectnet_class_folders(tmp_path / "an")
+    _, records, _ = _read("affectnet", built.root)
+    flipped = [r for r in records.values() if "label_disagreement" in r.extra]
+    assert len(flipped) == 1 and flipped[0].label == "surprise" and flipped[0].rel_path.startswith("Train/anger/")
+
+
+def test_yolo_maps_class_names_not_codes(tmp_path: Path) -> None:
+    built = builders.affectnet_yolo(tmp_path / "y")
+    _, records, _ = _read("affectnet", built.root)
+    r = next(r for r in records.values() if r.source_label == "Neutral")
+    assert r.label == "neutral" and r.box_units == "yolo" and r.box[0] == 0.5
+
+
+def test_ckplus_subject_ids(tmp_path: Path) -> None:
+    built = builders.ckplus(tmp_path / "ck")
+    _, records, _ = _read("ckplus", built.root)
+    assert {r.subject for r in records.values()} == {"S005", "S010"}
+
+
+def test_detection_failure_names_layouts_tried_and_what_was_found(tmp_path: Path) -> None:
+    (tmp_path / "random").mkdir()
+    (tmp_path / "random" / "notes.txt").write_text("x")
+    with pytest.raises(SourceError) as info:
+        open_source("affectnet", tmp_path / "random")
+    message = str(info.value)
+    for name in ("original", "npy", "yolo", "class-folders", "notes.txt"):
+        assert name in message
+    assert "\n" not in message
+    with pytest.raises(SourceError, match="does not exist"):
+        open_source("fer2013", tmp_path / "nope")

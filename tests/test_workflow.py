@@ -1,0 +1,52 @@
+"""`curate run`: stages in order, recorded in workflow_runs, resumed after a stop."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tests import builders
+from tests.conftest import last_json, run_cli
+
+
+def _workflow(tmp_path: Path, name: str) -> Path:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        f"name: {name}\n"
+        f"settings:\n  dataset: {name}\n  blur_max: 0.3\n"
+        "stages:\n"
+        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_DATA:-data}\n"
+        "  - stage: quality\n"
+    )
+    return wf
+
+
+def test_run_resume_and_force(tmp_path: Path, curate_home: Path) -> None:
+    builders.fer2013_folders(tmp_path / "data", per_class=1)
+    wf = _workflow(tmp_path, f"wf_{tmp_path.name[-12:]}")
+    first = last_json(run_cli("run", str(wf), "--json"))
+    assert [s["status"] for s in first["stages"].values()] == ["done", "done"]
+    ingest = first["stages"]["1:ingest"]["summary"]
+    assert ingest["ingested"] == 14 and ingest["seen"] == 14
+    assert first["stages"]["2:quality"]["summary"]["samples"] == 14
+    again = last_json(run_cli("run", str(wf), "--json"))
+    assert again["resumed_stages"] == ["1:ingest", "2:quality"] and again["run_id"] != first["run_id"]
+    forced = last_json(run_cli("run", str(wf), "--force", "--json"))
+    assert forced["resumed_stages"] == [] and forced["stages"]["1:ingest"]["summary"]["already_present"] == 14
+    with sqlite3.connect(curate_home / "curate.db") as db:
+        assert db.execute("SELECT status FROM workflow_runs ORDER BY id").fetchall() == [("done",)] * 3
+
+
+def test_failed_stage_is_recorded_and_reported_in_one_line(tmp_path: Path, curate_home: Path) -> None:
+    wf = _workflow(tmp_path, "wf_missing")
+    proc = run_cli("run", str(wf), "--json", env={"WF_DATA": str(tmp_path / "nowhere")}, check=False)
+    assert proc.returncode == 2 and "nowhere" in proc.stderr and proc.stderr.count("\n") == 1
+    with sqlite3.connect(curate_home / "curate.db") as db:
+        assert db.execute("SELECT status FROM workflow_runs").fetchall() == [("failed",)]
+
+
+def test_unknown_stage_is_refused(tmp_path: Path, curate_home: Path) -> None:
+    wf = tmp_path / "bad.yaml"
+    wf.write_text("stages:\n  - stage: teleport\n")
+    proc = run_cli("run", str(wf), check=False)
+    assert proc.returncode == 2 and "teleport" in proc.stderr
