@@ -1,0 +1,77 @@
+"""`curate teacher train` and `curate prelabel`: the ResNet-50 pre-labeler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from curate.commands.common import DatasetOption, JsonOption, settings_from
+from curate.output import Reporter, reporter
+
+teacher_app = typer.Typer(help="Train the pre-labeling teacher (calibrated, with out-of-fold probabilities).", no_args_is_help=True)
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
+
+
+def _teacher_human(r: Reporter) -> None:
+    s = r.summary
+    r.say(f"[bold]teacher[/] {s['arch']} -> {s['checkpoint']}")
+    r.say(f"  val: accuracy {s['val_metrics'].get('accuracy', 0):.3f}, macro-F1 {s['val_metrics'].get('macro_f1', 0):.3f} (epoch {s['best_epoch']})")
+    if s["test_metrics"]:
+        r.say(f"  test: accuracy {s['test_metrics']['accuracy']:.3f}, macro-F1 {s['test_metrics']['macro_f1']:.3f}, ECE {s['test_metrics']['ece']:.3f}")
+    if s["ece"]:
+        r.say(f"  temperature {s['temperature']:.2f}: ECE {s['ece']['before']:.3f} -> {s['ece']['after']:.3f} (held-out half of val)")
+    r.say(f"  out-of-fold probabilities: {s['oof']['method']} ({s['oof']['samples']} samples, {s['oof']['seconds']} s)")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    ctx: typer.Context,
+    dataset: DatasetOption = None,
+    arch: Annotated[str, typer.Option("--arch", help="Any timm architecture.")] = "resnet50",
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Local weights file or hub name (default: from scratch).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
+    image_size: Annotated[int, typer.Option("--image-size", min=16)] = 64,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="K for out-of-fold probabilities.")] = 5,
+    oof: Annotated[str, typer.Option("--oof", help="auto (linear with --weights, else full), full, linear or none.")] = "auto",
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps-per-epoch", min=1, help="Cap steps per epoch (smoke runs).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Checkpoint folder (default CURATE_HOME/checkpoints/<dataset>).")] = None,
+    device: DeviceOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Train the teacher on quality-passing labeled samples (current labels from the ledger)."""
+    with reporter(json_, _teacher_human) as rep:
+        from curate.prelabel.teacher import TeacherOptions, train_teacher
+
+        s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
+        opts = TeacherOptions(dataset=s.dataset, arch=arch, weights=weights, epochs=epochs, image_size=image_size, batch_size=s.batch_size,
+                              lr=lr, folds=folds, oof=oof, device=s.device, workers=min(4, s.worker_count), seed=s.seed, out=out,
+                              max_steps_per_epoch=max_steps)
+        rep.update(**train_teacher(opts, s.database_url, s.home, say=rep.say))
+
+
+def _prelabel_human(r: Reporter) -> None:
+    s = r.summary
+    r.say(f"[bold]{s['dataset']}[/]: pre-labeled {s['samples']} samples with {Path(s['checkpoint']).name} "
+          f"({s['images_per_s']} images/s); {s['below_threshold_0.9']} below confidence 0.9; "
+          f"agreement with current labels {s['agreement_with_current_label']}")
+
+
+def prelabel(
+    ctx: typer.Context,
+    dataset: DatasetOption = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Teacher checkpoint (default: the newest registered).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+    device: DeviceOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Store prelabel (label, calibrated confidence, logits) and embeddings for every quality-passing sample."""
+    with reporter(json_, _prelabel_human) as rep:
+        from curate.prelabel.stage import prelabel as run_prelabel
+
+        s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
+        with rep.progress(None, "prelabel") as bar:
+            rep.update(**run_prelabel(s.dataset, s.database_url, checkpoint, s.batch_size, s.device, min(4, s.worker_count), bar.advance))

@@ -1,0 +1,73 @@
+"""Checkpoints: safetensors weights + a JSON sidecar (classes, preprocessing, settings, metrics).
+
+Writes are atomic (temp file + rename, weights before sidecar), so a crash leaves either
+the previous checkpoint or the new one, never half of one. A checkpoint without its
+sidecar is treated as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_sidecar", "sidecar_path", "file_sha256", "atomic_write_bytes"]
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, model, sidecar: dict[str, Any]) -> str:  # noqa: ANN001
+    """Write weights then sidecar atomically; returns the weights' sha256."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(state))
+    digest = file_sha256(path)
+    atomic_write_bytes(sidecar_path(path), (json.dumps({**sidecar, "sha256": digest}, indent=2, default=float) + "\n").encode())
+    return digest
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    from curate.exceptions import CurateError
+
+    side = sidecar_path(path)
+    if not path.is_file() or not side.is_file():
+        raise CurateError(f"{path}: not a curate checkpoint (needs {path.name} and {side.name})")
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise CurateError(f"{side}: sidecar is not valid JSON ({exc.msg})") from None
+
+
+def load_checkpoint(path: Path, device: str = "cpu"):  # noqa: ANN201
+    """(model in eval mode, sidecar)."""
+    from safetensors.torch import load_file
+
+    from curate.models.factory import create_model
+
+    sidecar = read_sidecar(path)
+    model = create_model(sidecar["arch"], len(sidecar["classes"]))
+    model.load_state_dict(load_file(str(path), device=device))
+    return model.to(device).eval(), sidecar

@@ -1,0 +1,52 @@
+"""Batched inference: logits and penultimate-layer embeddings for manifest rows."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from curate.models.data import FaceDataset, loader_kwargs
+from curate.models.manifest import Row
+from curate.models.preprocess import Preprocess, eval_transform
+
+__all__ = ["resolve_device", "predict", "autocast"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):  # noqa: ANN201
+    """bf16 autocast on CUDA (fp16 where bf16 is missing); nothing on CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.inference_mode()
+def predict(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess, batch_size: int = 64, device: str = "auto",
+            workers: int = 0, progress=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """(logits (N, C) float32, embeddings (N, D) float32), in the order of ``rows``."""
+    dev = resolve_device(device)
+    model = model.to(dev).eval().to(memory_format=torch.channels_last)
+    loader = DataLoader(FaceDataset(rows, classes, eval_transform(pp)), batch_size=batch_size, shuffle=False, **loader_kwargs(workers, dev))
+    logits, embeddings = [], []
+    for x, _, _ in loader:
+        x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with autocast(dev):
+            feats = model.forward_head(model.forward_features(x), pre_logits=True)
+            out = model.get_classifier()(feats)
+        logits.append(out.float().cpu())
+        embeddings.append(feats.float().cpu())
+        if progress:
+            progress(len(x))
+    if not logits:
+        return np.zeros((0, len(classes)), np.float32), np.zeros((0, 0), np.float32)
+    return torch.cat(logits).numpy(), torch.cat(embeddings).numpy()

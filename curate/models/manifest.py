@@ -1,0 +1,65 @@
+"""The plain-data contract between the stores and the models: one row per sample.
+
+A manifest is JSON Lines: ``{"uid", "path", "label", "split", "box"}`` (label None =
+unlabeled; box in pixels or None). ``from_dataset`` builds it from FiftyOne (paths, splits,
+boxes, quality) and the SQL ledger (current labels: human beats dataset).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+__all__ = ["Row", "read_manifest", "write_manifest", "from_dataset"]
+
+
+@dataclass(frozen=True)
+class Row:
+    uid: str
+    path: str
+    label: str | None
+    split: str | None
+    box: tuple[float, float, float, float] | None = None
+
+
+def write_manifest(path: Path, rows: Iterable[Row]) -> int:
+    from curate.models.checkpoint import atomic_write_bytes
+
+    lines = [json.dumps(asdict(r)) for r in rows]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode() if lines else b"")
+    return len(lines)
+
+
+def read_manifest(path: Path) -> list[Row]:
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            d = json.loads(line)
+            rows.append(Row(d["uid"], d["path"], d.get("label"), d.get("split"), tuple(d["box"]) if d.get("box") else None))
+    return rows
+
+
+def from_dataset(dataset: str, url: str, curated_only: bool = True) -> list[Row]:
+    """Rows of a dataset's quality-passing samples, labeled with the ledger's current label."""
+    from curate.store import fo_store
+    from curate.store.sql import ledger, session
+    from curate.store.sql.models import Sample
+
+    ds = fo_store.load_dataset(dataset, create=False)
+    view = ds.load_saved_view("curated") if curated_only and ds.has_saved_view("curated") else ds.view()
+    uids, paths, splits, boxes, widths, heights = view.values(
+        ["sample_uid", "filepath", "split", "face.bounding_box", "metadata.width", "metadata.height"])
+    with session.session_scope(url) as db:
+        found = ledger.find_dataset(db, dataset)
+        labels: dict[str, str] = {}
+        if found is not None:
+            by_id = ledger.current_labels(db, found.id)
+            uid_of = dict(db.query(Sample.id, Sample.uid).filter(Sample.dataset_id == found.id).all())
+            labels = {uid_of[sid]: label for sid, (label, _) in by_id.items() if sid in uid_of}
+    rows = []
+    for uid, path, split, box, w, h in zip(uids, paths, splits, boxes, widths, heights):
+        px = (box[0] * w, box[1] * h, box[2] * w, box[3] * h) if box and w and h else None
+        rows.append(Row(uid, path, labels.get(uid), split, px))
+    return rows

@@ -1,0 +1,1 @@
+"""Teacher training (with out-of-fold probabilities and calibration) and pre-labeling."""

@@ -1,0 +1,88 @@
+"""Where teacher and prelabel results are stored: FiftyOne fields and SQL rows (idempotent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["label_snapshot_id", "store_oof", "register_teacher", "prelabel_run", "store_prelabels"]
+
+
+def label_snapshot_id(url: str) -> int | None:
+    """The newest label event id: which labels a model was trained on."""
+    from sqlalchemy import func, select
+
+    from curate.store.sql import session
+    from curate.store.sql.models import LabelEvent
+
+    with session.session_scope(url) as db:
+        return db.scalar(select(func.max(LabelEvent.id)))
+
+
+def store_oof(dataset: str, uids: Sequence[str], probs: np.ndarray, folds: np.ndarray) -> None:
+    from curate.store import fo_store
+
+    ds = fo_store.load_dataset(dataset, create=False)
+    ds.set_values("prelabel_oof", {u: p.astype(float).tolist() for u, p in zip(uids, probs)}, key_field="sample_uid")
+    ds.set_values("oof_fold", {u: int(f) for u, f in zip(uids, folds)}, key_field="sample_uid")
+
+
+def register_teacher(url: str, dataset: str, path: Path, digest: str, sidecar: dict[str, Any]) -> int:
+    from curate.store.sql import ledger, session
+    from curate.store.sql.models import Checkpoint, ModelRun, utcnow
+
+    with session.session_scope(url) as db:
+        ds = ledger.find_dataset(db, dataset)
+        run = ModelRun(kind="teacher-train", architecture=sidecar["arch"], weights_hash=digest, dataset_id=ds.id if ds else None,
+                       params=sidecar["train_config"], counts=sidecar["counts"], status="done", finished_at=utcnow())
+        db.add(run)
+        db.flush()
+        metrics = {"val": sidecar["val_metrics"], "test": sidecar["test_metrics"], "ece": sidecar["ece"], "temperature": sidecar["temperature"]}
+        db.add(Checkpoint(model_run_id=run.id, dataset_id=run.dataset_id, path=str(path.resolve()), sha256=digest, architecture=sidecar["arch"],
+                          epoch=sidecar["best_epoch"], label_snapshot_id=sidecar["label_snapshot_id"], metrics=metrics, is_best=True))
+        return run.id
+
+
+def prelabel_run(url: str, dataset: str, arch: str, digest: str, params: dict[str, Any]) -> tuple[int, bool]:
+    """The model_runs row of (prelabel, these weights, this dataset): reused on re-run. (id, created)."""
+    from sqlalchemy import select
+
+    from curate.store.sql import ledger, session
+    from curate.store.sql.models import ModelRun
+
+    with session.session_scope(url) as db:
+        ds = ledger.find_dataset(db, dataset)
+        ds_id = ds.id if ds else None
+        run = db.scalars(select(ModelRun).where(ModelRun.kind == "prelabel", ModelRun.weights_hash == digest, ModelRun.dataset_id == ds_id)).first()
+        if run is not None:
+            return run.id, False
+        run = ModelRun(kind="prelabel", architecture=arch, weights_hash=digest, dataset_id=ds_id, params=params, status="running")
+        db.add(run)
+        db.flush()
+        return run.id, True
+
+
+def store_prelabels(url: str, dataset: str, run_id: int, digest: str, uids: Sequence[str], labels: Sequence[str],
+                    confidences: np.ndarray, logits: np.ndarray, embeddings: np.ndarray, counts: dict[str, Any]) -> None:
+    from curate.store import fo_store
+    from curate.store.sql import ledger, session
+    from curate.store.sql.models import ModelRun, Sample, utcnow
+
+    f = fo_store.fo()
+    ds = fo_store.load_dataset(dataset, create=False)
+    values = {u: f.Classification(label=l, confidence=float(c), logits=lg.astype(float).tolist())
+              for u, l, c, lg in zip(uids, labels, confidences, logits)}
+    ds.set_values("prelabel", values, key_field="sample_uid")
+    ds.set_values("embedding", {u: e.astype(np.float32) for u, e in zip(uids, embeddings)}, key_field="sample_uid")
+    with session.session_scope(url) as db:
+        found = ledger.find_dataset(db, dataset)
+        id_of = dict(db.query(Sample.uid, Sample.id).filter(Sample.dataset_id == found.id).all()) if found else {}
+        ledger.append_label_events(db, [
+            {"sample_id": id_of[u], "label": l, "source": "model", "actor": f"model_run:{run_id}", "confidence": float(c),
+             "model_run_id": run_id, "dedup_key": f"model:{digest[:16]}:{u}"}
+            for u, l, c in zip(uids, labels, confidences) if u in id_of
+        ])
+        run = db.get(ModelRun, run_id)
+        run.counts, run.status, run.finished_at = counts, "done", utcnow()
