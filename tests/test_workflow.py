@@ -40,7 +40,8 @@ def test_run_resume_and_force(tmp_path: Path, curate_home: Path) -> None:
 def test_failed_stage_is_recorded_and_reported_in_one_line(tmp_path: Path, curate_home: Path) -> None:
     wf = _workflow(tmp_path, "wf_missing")
     proc = run_cli("run", str(wf), "--json", env={"WF_DATA": str(tmp_path / "nowhere")}, check=False)
-    assert proc.returncode == 2 and "nowhere" in proc.stderr and proc.stderr.count("\n") == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "nowhere" in errors[0] and proc.stderr.splitlines()[-1] == errors[0]
     with sqlite3.connect(curate_home / "curate.db") as db:
         assert db.execute("SELECT status FROM workflow_runs").fetchall() == [("failed",)]
 
