@@ -1,0 +1,140 @@
+"""Class-balanced (optionally distilled) training with per-epoch checkpoints and exact resume.
+
+Why resume is exact: every epoch reseeds Python, NumPy, torch and the DataLoader from
+(seed, epoch), so an epoch's randomness depends only on its number; the resume state
+holds model, optimizer, scheduler, best-so-far and history, written atomically after
+each epoch. A run killed mid-epoch restarts that epoch from the last saved state.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+
+from curate.models.balance import class_counts, class_weights, epoch_indices
+from curate.models.checkpoint import atomic_write_bytes, save_checkpoint
+from curate.models.data import FaceDataset, loader_kwargs
+from curate.models.factory import create_model
+from curate.models.infer import autocast, resolve_device
+from curate.models.manifest import Row
+from curate.models.preprocess import Preprocess, train_transform
+from curate.models.train import TrainConfig, _optimizer, evaluate, make_scheduler, seed_everything
+
+__all__ = ["RetrainConfig", "retrain", "distillation_loss"]
+
+
+@dataclass
+class RetrainConfig(TrainConfig):
+    arch: str = "mobilenetv2_100"
+    balance: str = "oversample"
+    distill: bool = False
+    kd_temperature: float = 2.0
+    kd_weight: float = 0.3  # loss = (1 - w) * CE + w * KD
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton KD: KL(teacher_T || student_T) * T^2 (so gradients keep their scale)."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True, reduction="batchmean") * t * t
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def retrain(
+    train_rows: Sequence[Row],
+    val_rows: Sequence[Row],
+    classes: Sequence[str],
+    cfg: RetrainConfig,
+    out_dir: Path,
+    sidecar_extra: dict[str, Any],
+    teacher_logits: np.ndarray | None = None,
+    resume: Path | None = None,
+    on_epoch: Callable[[dict[str, Any], Path], None] | None = None,
+) -> dict[str, Any]:
+    """Train; write ``epoch-NNN.safetensors`` (+ sidecar) per epoch, ``best.*`` for the best macro-F1, ``state.pt``."""
+    device = resolve_device(cfg.device)
+    pp = Preprocess(cfg.image_size)
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[r.label] for r in train_rows])
+    weights = class_weights(labels, len(classes)) if cfg.balance == "class-weights" else None
+    seed_everything(cfg.seed)
+    model = create_model(cfg.arch, len(classes), cfg.weights).to(device).to(memory_format=torch.channels_last)
+    optimizer = _optimizer(model, cfg)
+    steps_per_epoch = max(1, len(epoch_indices(labels, cfg.balance, cfg.seed, 1)) // cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, int(steps_per_epoch * cfg.warmup_epochs))
+    criterion = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, device=device) if weights else None, label_smoothing=cfg.label_smoothing)
+    teacher = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
+    if cfg.distill and teacher is None:
+        raise ValueError("distillation needs teacher logits for every training row")
+
+    start_epoch, best_f1, best_epoch, history = 1, -1.0, 0, []
+    if resume is not None:
+        state = torch.load(resume, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_f1, best_epoch, history = state["epoch"] + 1, state["best_f1"], state["best_epoch"], state["history"]
+
+    dataset = FaceDataset(train_rows, classes, train_transform(pp))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seen, train_time = 0, 0.0
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        seed_everything(cfg.seed * 1000 + epoch)
+        drawn = epoch_indices(labels, cfg.balance, cfg.seed, epoch)
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        loader = DataLoader(Subset(dataset, drawn.tolist()), batch_size=cfg.batch_size, shuffle=True, drop_last=len(drawn) > cfg.batch_size,
+                            generator=generator, **loader_kwargs(cfg.workers, device))
+        model.train()
+        t0, losses = time.perf_counter(), []
+        for step, (x, y, rows_idx) in enumerate(loader):
+            if step >= steps_per_epoch:
+                break
+            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            with autocast(device):
+                out = model(x)
+                loss = criterion(out, y)
+                if cfg.distill:
+                    kd = distillation_loss(out.float(), teacher[rows_idx].to(device), cfg.kd_temperature)
+                    loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            seen += len(x)
+        train_time += time.perf_counter() - t0
+        metrics, _ = evaluate(model, val_rows, classes, pp, cfg)
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "lr": scheduler.get_last_lr()[0],
+                  "drawn": class_counts(labels[drawn], classes), "val": metrics}
+        history.append(record)
+        sidecar = {"arch": cfg.arch, "classes": list(classes), "preprocess": pp.to_dict(), "temperature": 1.0, "epoch": epoch,
+                   "train_config": cfg.to_dict(), "history": history, "metrics": metrics, **sidecar_extra}
+        ckpt = out_dir / f"epoch-{epoch:03d}.safetensors"
+        save_checkpoint(ckpt, model, sidecar)
+        if metrics["macro_f1"] > best_f1:
+            best_f1, best_epoch = metrics["macro_f1"], epoch
+            save_checkpoint(out_dir / "best.safetensors", model, {**sidecar, "best_of": str(ckpt.name)})
+        _save_state(out_dir / "state.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                           "epoch": epoch, "best_f1": best_f1, "best_epoch": best_epoch, "history": history})
+        if on_epoch:
+            on_epoch(record, ckpt)
+    return {
+        "history": history, "best_epoch": best_epoch, "best_macro_f1": best_f1, "started_at_epoch": start_epoch,
+        "class_counts_before": class_counts(labels, classes), "class_counts_after": class_counts(labels[epoch_indices(labels, cfg.balance, cfg.seed, 1)], classes),
+        "train_images_per_s": seen / train_time if train_time else 0.0, "out_dir": str(out_dir),
+    }

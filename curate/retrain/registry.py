@@ -1,0 +1,54 @@
+"""The model registry in SQL: one model_runs row per retrain, one checkpoints row per saved epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from curate.store.sql import ledger, session
+from curate.store.sql.models import Checkpoint, ModelRun, utcnow
+
+__all__ = ["start_run", "register_checkpoint", "mark_best", "finish_run"]
+
+
+def start_run(url: str, dataset: str, cfg: Any, out_dir: Path, resumed: bool) -> int:
+    """A resumed run continues its model_runs row (found by output folder); a new run gets a new one."""
+    with session.session_scope(url) as db:
+        ds = ledger.find_dataset(db, dataset)
+        if resumed:
+            for run in db.scalars(select(ModelRun).where(ModelRun.kind == "retrain").order_by(ModelRun.id.desc())):
+                if (run.params or {}).get("out_dir") == str(out_dir):
+                    run.status = "running"
+                    return run.id
+        run = ModelRun(kind="retrain", architecture=cfg.arch, dataset_id=ds.id if ds else None,
+                       params={**cfg.to_dict(), "out_dir": str(out_dir)}, status="running")
+        db.add(run)
+        db.flush()
+        return run.id
+
+
+def register_checkpoint(url: str, run_id: int, dataset: str, path: Path, epoch: int, snapshot: int | None, metrics: dict[str, Any]) -> None:
+    from curate.models.checkpoint import file_sha256
+
+    with session.session_scope(url) as db:
+        ds = ledger.find_dataset(db, dataset)
+        ledger.insert_ignore(db, Checkpoint.__table__, [{
+            "model_run_id": run_id, "dataset_id": ds.id if ds else None, "path": str(path.resolve()), "sha256": file_sha256(path),
+            "architecture": (db.get(ModelRun, run_id)).architecture, "epoch": epoch, "label_snapshot_id": snapshot,
+            "metrics": metrics, "is_best": False, "created_at": utcnow(),
+        }], ["path"])
+
+
+def mark_best(url: str, run_id: int, best: Path) -> None:
+    with session.session_scope(url) as db:
+        db.execute(update(Checkpoint).where(Checkpoint.model_run_id == run_id).values(is_best=False))
+        db.execute(update(Checkpoint).where(Checkpoint.path == str(best.resolve())).values(is_best=True))
+
+
+def finish_run(url: str, run_id: int, result: dict[str, Any]) -> None:
+    with session.session_scope(url) as db:
+        run = db.get(ModelRun, run_id)
+        run.status, run.finished_at = "done", utcnow()
+        run.counts = {"before": result["class_counts_before"], "after": result["class_counts_after"], "best_epoch": result["best_epoch"]}

@@ -1,0 +1,110 @@
+"""Retrain from the current labels (human labels win), register every checkpoint with its metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from curate.exceptions import CurateError
+from curate.taxonomy import EMOTIONS
+
+__all__ = ["RetrainOptions", "run_retrain"]
+
+
+@dataclass
+class RetrainOptions:
+    dataset: str
+    arch: str = "mobilenetv2_100"
+    weights: str | None = None
+    image_size: int = 64
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    balance: str = "oversample"
+    distill: bool = False
+    teacher: Path | None = None
+    resume: Path | None = None
+    out: Path | None = None
+    device: str = "auto"
+    workers: int = 0
+    seed: int = 0
+    max_steps_per_epoch: int | None = None
+
+
+def _teacher_logits(opts: RetrainOptions, url: str, rows: list, say: Callable[[str], None]) -> np.ndarray:
+    """Cached prelabel logits when every row has them, else a forward pass of the teacher."""
+    from curate.store import fo_store
+
+    ds = fo_store.load_dataset(opts.dataset, create=False)
+    if "prelabel" in ds.get_field_schema() and opts.teacher is None:
+        uids, logits = ds.values(["sample_uid", "prelabel.logits"])
+        cache = {u: lg for u, lg in zip(uids, logits) if lg is not None}
+        if all(r.uid in cache for r in rows):
+            say(f"distillation: cached teacher logits from prelabel for {len(rows)} samples")
+            return np.array([cache[r.uid] for r in rows], dtype=np.float32)
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.infer import predict
+    from curate.models.preprocess import Preprocess
+    from curate.prelabel.stage import latest_teacher
+
+    path = opts.teacher or latest_teacher(url, opts.dataset)
+    model, side = load_checkpoint(path)
+    say(f"distillation: teacher {path.name} forward pass over {len(rows)} samples")
+    logits, _ = predict(model, rows, side["classes"], Preprocess.from_dict(side["preprocess"]), opts.batch_size, opts.device, opts.workers)
+    return logits
+
+
+def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    from curate.models.manifest import from_dataset
+    from curate.models.report import write_report
+    from curate.models.retrain import RetrainConfig, retrain
+    from curate.prelabel import records
+    from curate.prelabel.teacher import split_rows
+    from curate.retrain import registry
+
+    started = time.monotonic()
+    rows = [r for r in from_dataset(opts.dataset, url, curated_only=True) if r.label is not None]
+    if len(rows) < 4:
+        raise CurateError(f"dataset {opts.dataset!r}: only {len(rows)} labeled quality-passing samples; nothing to train on")
+    classes = list(EMOTIONS)
+    train, val, test = split_rows(rows, opts.seed)
+    cfg = RetrainConfig(arch=opts.arch, weights=opts.weights, image_size=opts.image_size, epochs=opts.epochs, batch_size=opts.batch_size,
+                        lr=opts.lr, seed=opts.seed, workers=opts.workers, device=opts.device, max_steps_per_epoch=opts.max_steps_per_epoch,
+                        balance=opts.balance, distill=opts.distill)
+    if opts.resume is not None:
+        if not opts.resume.is_file():
+            raise CurateError(f"{opts.resume}: no resume state (expected state.pt of an earlier run)")
+        out_dir = opts.resume.parent
+    else:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out_dir = (opts.out or home / "checkpoints" / opts.dataset) / f"retrain-{opts.arch}-{stamp}"
+    teacher = _teacher_logits(opts, url, train, say) if opts.distill else None
+    snapshot = records.label_snapshot_id(url)
+    run_id = registry.start_run(url, opts.dataset, cfg, out_dir, opts.resume is not None)
+    extra = {"kind": "retrain", "dataset": opts.dataset, "label_snapshot_id": snapshot, "model_run_id": run_id,
+             "counts": {"train": len(train), "val": len(val), "test": len(test)}}
+    say(f"retraining {opts.arch} on {len(train)} faces (val {len(val)}), balance={opts.balance}, distill={opts.distill}")
+
+    def on_epoch(record: dict[str, Any], ckpt: Path) -> None:
+        registry.register_checkpoint(url, run_id, opts.dataset, ckpt, record["epoch"], snapshot, record["val"])
+        say(f"  epoch {record['epoch']}: loss {record['train_loss']:.3f}, val macro-F1 {record['val']['macro_f1']:.3f} -> {ckpt.name}")
+
+    result = retrain(train, val, classes, cfg, out_dir, extra, teacher, opts.resume, on_epoch)
+    best = out_dir / f"epoch-{result['best_epoch']:03d}.safetensors"
+    registry.mark_best(url, run_id, best)
+    best_metrics = result["history"][result["best_epoch"] - 1]["val"]
+    report = write_report(out_dir / "report.png", classes, best_metrics, result["history"], f"{opts.arch} on {opts.dataset}")
+    registry.finish_run(url, run_id, result)
+    return {
+        "dataset": opts.dataset, "model_run_id": run_id, "out_dir": str(out_dir), "best_checkpoint": str(out_dir / "best.safetensors"),
+        "best_epoch": result["best_epoch"], "resumed_from_epoch": result["started_at_epoch"] if opts.resume else None,
+        "val_metrics": {k: v for k, v in best_metrics.items() if k != "confusion_matrix"}, "balance": opts.balance,
+        "class_counts_before": result["class_counts_before"], "class_counts_after": result["class_counts_after"],
+        "distill": opts.distill, "report": str(report), "train_images_per_s": round(result["train_images_per_s"], 1),
+        "seconds": round(time.monotonic() - started, 1),
+    }

@@ -1,0 +1,101 @@
+"""Retraining: balanced draws, distillation, per-epoch checkpoints in the registry, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from curate.models.balance import class_weights, epoch_indices
+from curate.models.manifest import Row
+from curate.models.retrain import RetrainConfig, distillation_loss, retrain
+from curate.taxonomy import EMOTIONS
+from tests import builders
+
+LABELS = np.array([0] * 30 + [1] * 10 + [2] * 5)
+
+
+def test_oversampling_equalises_classes_and_redraws_each_epoch() -> None:
+    e1, e2 = epoch_indices(LABELS, "oversample", 0, 1), epoch_indices(LABELS, "oversample", 0, 2)
+    assert np.bincount(LABELS[e1]).tolist() == [30, 30, 30]
+    assert not np.array_equal(np.sort(e1), np.sort(e2))  # minority copies drawn anew
+    assert np.array_equal(e1, epoch_indices(LABELS, "oversample", 0, 1))  # reproducible
+
+
+def test_undersampling_and_class_weights() -> None:
+    under = epoch_indices(LABELS, "undersample", 0, 1)
+    assert np.bincount(LABELS[under]).tolist() == [5, 5, 5]
+    assert epoch_indices(LABELS, "none", 0, 1).tolist() == list(range(45))
+    w = class_weights(LABELS, 4)
+    assert w[3] == 0 and w[2] > w[1] > w[0] and np.isclose(np.mean(w[:3]) * 3, sum(w[:3]))
+    assert np.isclose(sum(w[i] * c for i, c in enumerate([30, 10, 5])), 45)
+
+
+def test_distillation_loss() -> None:
+    t = torch.randn(8, 8)
+    assert distillation_loss(t.clone(), t, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(torch.randn(8, 8), t, 2.0).item() > 0
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Row], list[Row]]:
+    built = builders.fer2013_folders(tmp_path_factory.mktemp("rt") / "fer", per_class=4)
+    all_rows = [Row(p, str(built.root / p), label, split) for p, (label, split) in built.expected.items()]
+    return [r for r in all_rows if r.split == "train"], [r for r in all_rows if r.split == "test"]
+
+
+def _cfg(epochs: int) -> RetrainConfig:
+    return RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=epochs, batch_size=8, device="cpu", workers=0,
+                         max_steps_per_epoch=2, balance="oversample")
+
+
+def test_resume_after_a_crash_continues_exactly(rows, tmp_path: Path) -> None:  # noqa: ANN001
+    train, val = rows
+    whole = retrain(train, val, EMOTIONS, _cfg(3), tmp_path / "whole", {})
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash_after_two(record, ckpt) -> None:  # noqa: ANN001
+        if record["epoch"] == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        retrain(train, val, EMOTIONS, _cfg(3), tmp_path / "crashed", {}, on_epoch=crash_after_two)
+    state = torch.load(tmp_path / "crashed" / "state.pt", weights_only=False)
+    assert state["epoch"] == 2 and not (tmp_path / "crashed" / "epoch-003.safetensors").exists()
+    resumed = retrain(train, val, EMOTIONS, _cfg(3), tmp_path / "crashed", {}, resume=tmp_path / "crashed" / "state.pt")
+    assert resumed["started_at_epoch"] == 3 and [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "whole" / "epoch-003.safetensors"), load_file(tmp_path / "crashed" / "epoch-003.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    side = json.loads((tmp_path / "crashed" / "epoch-003.json").read_text())
+    assert [h["epoch"] for h in side["history"]] == [1, 2, 3] and side["metrics"] == whole["history"][2]["val"]
+
+
+def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> None:
+    from curate.ingest.stage import IngestOptions, ingest
+    from curate.retrain.stage import RetrainOptions, run_retrain
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'curate.db'}"
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=4)
+    name = f"rt{os.getpid()}"
+    ingest(IngestOptions(kind="fer2013", root=built.root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
+    s = run_retrain(RetrainOptions(dataset=name, arch="mobilenetv2_050", image_size=32, epochs=2, batch_size=8, device="cpu",
+                                   max_steps_per_epoch=2, balance="undersample"), url, home)
+    assert set(s["class_counts_before"]) == {"happy", "sad", "surprise", "fear", "disgust", "anger", "neutral"}
+    assert len(set(s["class_counts_after"].values())) == 1  # undersampled to the rarest class
+    assert Path(s["best_checkpoint"]).is_file() and Path(s["report"]).stat().st_size > 10_000
+    with sqlite3.connect(home / "curate.db") as db:
+        rows = db.execute("SELECT epoch, is_best, metrics FROM checkpoints ORDER BY epoch").fetchall()
+        assert [r[0] for r in rows] == [1, 2] and sum(r[1] for r in rows) == 1
+        metrics = json.loads(rows[0][2])
+        assert {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion_matrix"} <= set(metrics)
+        assert db.execute("SELECT status FROM model_runs WHERE kind = 'retrain'").fetchall() == [("done",)]
