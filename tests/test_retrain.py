@@ -99,3 +99,11 @@ def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> Non
         metrics = json.loads(rows[0][2])
         assert {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion_matrix"} <= set(metrics)
         assert db.execute("SELECT status FROM model_runs WHERE kind = 'retrain'").fetchall() == [("done",)]
+    # The paired comparison of the two epochs runs on the same test samples through the CLI.
+    from tests.conftest import last_json, run_cli
+
+    out = Path(s["out_dir"])
+    c = last_json(run_cli("compare", str(out / "epoch-001.safetensors"), str(out / "epoch-002.safetensors"), "--dataset", name, "--json",
+                          env={"CURATE_HOME": str(home)}))
+    assert c["n"] == 28 and c["a_only_correct"] + c["b_only_correct"] <= c["n"] and 0 <= c["p_value"] <= 1
+    assert c["better"] in ("A", "B", "tie") and set(c["per_class"]) <= set(EMOTIONS)

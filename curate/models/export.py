@@ -1,0 +1,96 @@
+"""ONNX export checked against torch, and INT8 static quantization with its size and accuracy change."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from curate.models.manifest import Row
+
+__all__ = ["export_onnx", "onnx_logits"]
+
+
+def _batch(rows: Sequence[Row], side: dict[str, Any]) -> np.ndarray:
+    import torch
+
+    from curate.models.preprocess import Preprocess, eval_transform, load_face
+
+    t = eval_transform(Preprocess.from_dict(side["preprocess"]))
+    return torch.stack([t(load_face(r.path, r.box)) for r in rows]).numpy()
+
+
+def onnx_logits(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def export_onnx(checkpoint: Path, out: Path | None = None, int8: bool = False, rows: Sequence[Row] = (), seed: int = 0) -> dict[str, Any]:
+    """Export; verify against torch on real rows (or random inputs); optionally quantize and measure the change."""
+    import torch
+
+    from curate.models.checkpoint import load_checkpoint
+
+    model, side = load_checkpoint(checkpoint)
+    size = int(side["preprocess"]["image_size"])
+    out = out or checkpoint.with_suffix(".onnx")
+    tmp = out.with_name(f".{out.name}.tmp")
+    example = torch.randn(2, 3, size, size)
+    torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=17,
+                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    tmp.replace(out)
+    rng = np.random.default_rng(seed)
+    x = _batch(rows, side) if rows else rng.standard_normal((32, 3, size, size)).astype(np.float32)
+    with torch.inference_mode():
+        reference = model(torch.from_numpy(x)).numpy()
+    fp32 = onnx_logits(out, x)
+    summary: dict[str, Any] = {
+        "checkpoint": str(checkpoint), "onnx": str(out), "opset": 17, "inputs_checked": len(x), "real_images": bool(rows),
+        "max_abs_diff": float(np.abs(fp32 - reference).max()), "size_fp32_bytes": out.stat().st_size,
+    }
+    labels = [r.label for r in rows]
+    index = {c: i for i, c in enumerate(side["classes"])}
+    if rows and all(label in index for label in labels):
+        y = np.array([index[label] for label in labels])
+        summary["accuracy_fp32"] = float((fp32.argmax(1) == y).mean())
+    if int8:
+        q = _quantize(out, x)
+        q_logits = onnx_logits(q, x)
+        summary.update({"onnx_int8": str(q), "size_int8_bytes": q.stat().st_size,
+                        "int8_size_ratio": q.stat().st_size / out.stat().st_size,
+                        "int8_top1_agreement": float((q_logits.argmax(1) == fp32.argmax(1)).mean()),
+                        "int8_max_abs_diff": float(np.abs(q_logits - fp32).max())})
+        if "accuracy_fp32" in summary:
+            summary["accuracy_int8"] = float((q_logits.argmax(1) == y).mean())
+            summary["accuracy_change"] = summary["accuracy_int8"] - summary["accuracy_fp32"]
+    return summary
+
+
+def _quantize(fp32: Path, calibration: np.ndarray) -> Path:
+    """Static INT8 (QDQ, per-channel weights), calibrated on the same preprocessed images."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"image": calibration[i : i + 16]} for i in range(0, len(calibration), 16)])
+
+        def get_next(self):  # noqa: ANN202
+            return next(self.batches, None)
+
+    prepared = fp32.with_name(f".{fp32.stem}.pre.onnx")
+    quant_pre_process(str(fp32), str(prepared))
+    out = fp32.with_name(f"{fp32.stem}.int8.onnx")
+    tmp = out.with_name(f".{out.name}.tmp")
+    quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    os.remove(prepared)
+    tmp.replace(out)
+    return out

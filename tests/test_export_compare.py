@@ -1,0 +1,56 @@
+"""ONNX export matches torch; INT8 is smaller and reported; McNemar is right on a constructed case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from curate.models.compare import mcnemar, per_class_recall_delta
+from curate.models.manifest import Row
+from tests import builders
+
+
+def test_mcnemar_on_a_constructed_case() -> None:
+    # 75 both right, 20 only A right, 5 only B right, 10 both wrong.
+    a = np.array([1] * 75 + [1] * 20 + [0] * 5 + [0] * 10, bool)
+    b = np.array([1] * 75 + [0] * 20 + [1] * 5 + [0] * 10, bool)
+    r = mcnemar(a, b)
+    assert (r["a_only_correct"], r["b_only_correct"], r["n"]) == (20, 5, 110)
+    assert r["p_value"] == pytest.approx(binomtest(5, 25, 0.5).pvalue) == pytest.approx(0.004077, abs=1e-5)
+    assert r["better"] == "A" and r["significant"] is True
+    even = mcnemar(np.array([1, 0, 1, 0], bool), np.array([0, 1, 1, 0], bool))
+    assert even["p_value"] == 1.0 and even["better"] == "tie" and not even["significant"]
+    same = mcnemar(a, a)
+    assert same["p_value"] == 1.0 and not same["significant"]
+
+
+def test_per_class_recall_delta() -> None:
+    y = np.array([0, 0, 1, 1])
+    d = per_class_recall_delta(y, np.array([0, 1, 1, 1]), np.array([0, 0, 0, 1]), ["x", "y", "z"])
+    assert d == {"x": {"recall_a": 0.5, "recall_b": 1.0, "delta_b_minus_a": 0.5, "n": 2},
+                 "y": {"recall_a": 1.0, "recall_b": 0.5, "delta_b_minus_a": -0.5, "n": 2}}
+
+
+def test_onnx_export_matches_torch_and_int8_is_reported(tmp_path: Path) -> None:
+    import torch
+
+    from curate.models.checkpoint import save_checkpoint
+    from curate.models.export import export_onnx
+    from curate.models.factory import create_model
+    from curate.models.preprocess import Preprocess
+    from curate.taxonomy import EMOTIONS
+
+    torch.manual_seed(0)
+    model = create_model("mobilenetv2_050", len(EMOTIONS)).eval()
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(ckpt, model, {"arch": "mobilenetv2_050", "classes": list(EMOTIONS), "preprocess": Preprocess(48).to_dict()})
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=3)
+    rows = [Row(p, str(built.root / p), label, split) for p, (label, split) in built.expected.items()]
+    s = export_onnx(ckpt, int8=True, rows=rows)
+    assert Path(s["onnx"]).is_file() and s["real_images"] and s["inputs_checked"] == len(rows)
+    assert s["max_abs_diff"] < 1e-3
+    assert Path(s["onnx_int8"]).is_file() and s["size_int8_bytes"] < 0.5 * s["size_fp32_bytes"]
+    assert 0 <= s["int8_top1_agreement"] <= 1 and "accuracy_change" in s
