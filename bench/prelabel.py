@@ -50,13 +50,16 @@ def main() -> None:
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: what curate prelabel uses)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     paths = sorted(str(p) for p in args.data.rglob("*.jpg"))[: args.images]
     if not paths:
         sys.exit(f"error: {args.data}: no images")
+    from curate.models.data import default_workers
+
+    args.workers = default_workers(args.device) if args.workers is None else args.workers
     device = resolve_device(args.device)
     threads = torch.get_num_threads()
     model = create_model(args.arch, len(EMOTIONS))

@@ -44,11 +44,12 @@ def teacher_train(
 ) -> None:
     """Train the teacher on quality-passing labeled samples (current labels from the ledger)."""
     with reporter(json_, _teacher_human) as rep:
+        from curate.models.data import default_workers
         from curate.prelabel.teacher import TeacherOptions, train_teacher
 
         s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
         opts = TeacherOptions(dataset=s.dataset, arch=arch, weights=weights, epochs=epochs, image_size=image_size, batch_size=s.batch_size,
-                              lr=lr, folds=folds, oof=oof, device=s.device, workers=min(4, s.worker_count), seed=s.seed, out=out,
+                              lr=lr, folds=folds, oof=oof, device=s.device, workers=default_workers(s.device), seed=s.seed, out=out,
                               max_steps_per_epoch=max_steps)
         rep.update(**train_teacher(opts, s.database_url, s.home, say=rep.say))
 
@@ -70,8 +71,9 @@ def prelabel(
 ) -> None:
     """Store prelabel (label, calibrated confidence, logits) and embeddings for every quality-passing sample."""
     with reporter(json_, _prelabel_human) as rep:
+        from curate.models.data import default_workers
         from curate.prelabel.stage import prelabel as run_prelabel
 
         s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
         with rep.progress(None, "prelabel") as bar:
-            rep.update(**run_prelabel(s.dataset, s.database_url, checkpoint, s.batch_size, s.device, min(4, s.worker_count), bar.advance))
+            rep.update(**run_prelabel(s.dataset, s.database_url, checkpoint, s.batch_size, s.device, default_workers(s.device), bar.advance))

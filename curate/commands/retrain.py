@@ -41,6 +41,7 @@ def retrain(
     """Train balanced checkpoints on quality-passing samples; the best by validation macro-F1 is kept."""
     with reporter(json_, _human) as rep:
         from curate.models.balance import BALANCE_MODES
+        from curate.models.data import default_workers
         from curate.exceptions import CurateError
         from curate.retrain.stage import RetrainOptions, run_retrain
 
@@ -49,5 +50,5 @@ def retrain(
         s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
         opts = RetrainOptions(dataset=s.dataset, arch=arch, weights=weights, image_size=image_size, epochs=epochs, batch_size=s.batch_size,
                               lr=lr, balance=balance, distill=distill, teacher=teacher, resume=resume, out=out, device=s.device,
-                              workers=min(4, s.worker_count), seed=s.seed, max_steps_per_epoch=max_steps)
+                              workers=default_workers(s.device), seed=s.seed, max_steps_per_epoch=max_steps)
         rep.update(**run_retrain(opts, s.database_url, s.home, say=rep.say))

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from curate.models.manifest import Row
 from curate.models.preprocess import load_face
 
-__all__ = ["FaceDataset", "loader_kwargs"]
+__all__ = ["FaceDataset", "loader_kwargs", "default_workers"]
 
 
 class FaceDataset(Dataset):
@@ -33,3 +33,17 @@ def loader_kwargs(workers: int, device: torch.device) -> dict:
     if workers > 0:
         kw.update(persistent_workers=False, prefetch_factor=4)
     return kw
+
+
+def default_workers(device: str = "auto") -> int:
+    """DataLoader workers that help rather than compete.
+
+    On CUDA the CPU only decodes, so use several workers. On CPU every worker takes a core
+    from torch's own threads: with few cores, decoding inline is faster (bench/prelabel.py:
+    ratio 0.92 with 0 workers vs 0.89 with 1 on 2 cores).
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    return min(8, cores) if cuda else (0 if cores <= 4 else cores // 8)

@@ -16,10 +16,10 @@ __all__ = ["export_onnx", "onnx_logits"]
 def _batch(rows: Sequence[Row], side: dict[str, Any]) -> np.ndarray:
     import torch
 
-    from curate.models.preprocess import Preprocess, eval_transform, load_face
+    from curate.models.preprocess import Preprocess, eval_transform, load_face, to_model_input
 
     t = eval_transform(Preprocess.from_dict(side["preprocess"]))
-    return torch.stack([t(load_face(r.path, r.box)) for r in rows]).numpy()
+    return to_model_input(torch.stack([t(load_face(r.path, r.box)) for r in rows])).contiguous().numpy()
 
 
 def onnx_logits(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from curate.models.data import FaceDataset, loader_kwargs
 from curate.models.manifest import Row
-from curate.models.preprocess import Preprocess, eval_transform
+from curate.models.preprocess import Preprocess, eval_transform, to_model_input
 
 __all__ = ["resolve_device", "predict", "autocast"]
 
@@ -39,7 +39,7 @@ def predict(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess, 
     loader = DataLoader(FaceDataset(rows, classes, eval_transform(pp)), batch_size=batch_size, shuffle=False, **loader_kwargs(workers, dev))
     logits, embeddings = [], []
     for x, _, _ in loader:
-        x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = to_model_input(x.to(dev, non_blocking=True)).contiguous(memory_format=torch.channels_last)
         with autocast(dev):
             feats = model.forward_head(model.forward_features(x), pre_logits=True)
             out = model.get_classifier()(feats)

@@ -25,7 +25,7 @@ from curate.models.data import FaceDataset, loader_kwargs
 from curate.models.factory import create_model
 from curate.models.infer import autocast, resolve_device
 from curate.models.manifest import Row
-from curate.models.preprocess import Preprocess, train_transform
+from curate.models.preprocess import Preprocess, augment_batch, to_model_input, train_transform
 from curate.models.train import TrainConfig, _optimizer, evaluate, make_scheduler, seed_everything
 
 __all__ = ["RetrainConfig", "retrain", "distillation_loss"]
@@ -103,7 +103,7 @@ def retrain(
         for step, (x, y, rows_idx) in enumerate(loader):
             if step >= steps_per_epoch:
                 break
-            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            x = to_model_input(augment_batch(x.to(device, non_blocking=True), pp)).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device):
                 out = model(x)

@@ -22,7 +22,7 @@ from curate.models.factory import create_model
 from curate.models.infer import autocast, predict, resolve_device
 from curate.models.manifest import Row
 from curate.models.metrics import classification_metrics
-from curate.models.preprocess import Preprocess, train_transform
+from curate.models.preprocess import Preprocess, augment_batch, to_model_input, train_transform
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "seed_everything", "make_scheduler"]
 
@@ -117,7 +117,7 @@ def train_model(
         for step, (x, y, _) in enumerate(loader):
             if step >= steps_per_epoch:
                 break
-            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            x = to_model_input(augment_batch(x.to(device, non_blocking=True), pp)).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device):
                 loss = criterion(model(x), y)
