@@ -65,7 +65,42 @@ def _stage_quality(settings: Settings, params: dict[str, Any], base: Path, progr
     return apply_thresholds(params.get("dataset", settings.dataset), settings.database_url, settings.blur_max, settings.occlusion_max)
 
 
-STAGES: dict[str, StageFn] = {"ingest": _stage_ingest, "quality": _stage_quality}
+def _stage_teacher(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from curate.models.data import default_workers
+    from curate.prelabel.teacher import TeacherOptions, train_teacher
+
+    fields = {k: params[k] for k in ("arch", "weights", "epochs", "image_size", "lr", "folds", "oof", "max_steps_per_epoch") if k in params}
+    opts = TeacherOptions(dataset=params.get("dataset", settings.dataset), batch_size=settings.batch_size, device=settings.device,
+                          workers=default_workers(settings.device), seed=settings.seed, **fields)
+    return train_teacher(opts, settings.database_url, settings.home)
+
+
+def _stage_prelabel(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from curate.models.data import default_workers
+    from curate.prelabel.stage import prelabel
+
+    checkpoint = Path(params["checkpoint"]) if params.get("checkpoint") else None
+    return prelabel(params.get("dataset", settings.dataset), settings.database_url, checkpoint, settings.batch_size, settings.device,
+                    default_workers(settings.device), progress)
+
+
+def _stage_retrain(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from curate.models.data import default_workers
+    from curate.retrain.stage import RetrainOptions, run_retrain
+
+    fields = {k: params[k] for k in ("arch", "weights", "epochs", "image_size", "lr", "balance", "distill", "max_steps_per_epoch") if k in params}
+    opts = RetrainOptions(dataset=params.get("dataset", settings.dataset), batch_size=settings.batch_size, device=settings.device,
+                          workers=default_workers(settings.device), seed=settings.seed, **fields)
+    return run_retrain(opts, settings.database_url, settings.home)
+
+
+STAGES: dict[str, StageFn] = {
+    "ingest": _stage_ingest,
+    "quality": _stage_quality,
+    "teacher": _stage_teacher,
+    "prelabel": _stage_prelabel,
+    "retrain": _stage_retrain,
+}
 
 
 def load_workflow(path: Path) -> dict[str, Any]:

@@ -51,3 +51,27 @@ def test_unknown_stage_is_refused(tmp_path: Path, curate_home: Path) -> None:
     wf.write_text("stages:\n  - stage: teleport\n")
     proc = run_cli("run", str(wf), check=False)
     assert proc.returncode == 2 and "teleport" in proc.stderr
+
+
+def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, curate_home: Path) -> None:
+    builders.fer2013_folders(tmp_path / "data", per_class=3)
+    name = f"loop_{tmp_path.name[-10:]}"
+    wf = tmp_path / "loop.yaml"
+    wf.write_text(
+        f"name: {name}\n"
+        f"settings: {{dataset: {name}, blur_max: 1.0, occlusion_max: 1.0, batch_size: 8, device: cpu}}\n"
+        "stages:\n"
+        "  - {stage: ingest, kind: fer2013, root: data}\n"
+        "  - {stage: quality}\n"
+        "  - {stage: teacher, arch: resnet18, image_size: 32, epochs: 1, max_steps_per_epoch: 1, oof: none}\n"
+        "  - {stage: prelabel}\n"
+        "  - {stage: retrain, arch: mobilenetv2_050, image_size: 32, epochs: 1, max_steps_per_epoch: 1, distill: true}\n"
+    )
+    result = last_json(run_cli("run", str(wf), "--json"))
+    stages = result["stages"]
+    assert [s["status"] for s in stages.values()] == ["done"] * 5
+    assert stages["4:prelabel"]["summary"]["samples"] == 42
+    assert stages["5:retrain"]["summary"]["distill"] is True and Path(stages["5:retrain"]["summary"]["best_checkpoint"]).is_file()
+    with sqlite3.connect(curate_home / "curate.db") as db:
+        kinds = dict(db.execute("SELECT kind, count(*) FROM model_runs GROUP BY kind").fetchall())
+    assert kinds == {"teacher-train": 1, "prelabel": 1, "retrain": 1}

@@ -41,6 +41,9 @@ def write_report(path: Path, classes: Sequence[str], metrics: dict[str, Any], hi
     ax2.plot(epochs, [h["val"]["macro_f1"] for h in history], "s-", color="tab:orange", label="val macro-F1")
     ax2.plot(epochs, [h["val"]["accuracy"] for h in history], "^-", color="tab:green", label="val accuracy")
     ax2.set_ylim(0, 1)
+    from matplotlib.ticker import MaxNLocator
+
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[2].set_xlabel("epoch")
     axes[2].set_title("learning curves")
     axes[2].legend(loc="upper left")
