@@ -130,8 +130,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"{s.origins.get('device')}: device={s.device!r} must be auto, cpu or cuda[:N]")
 
 
-def read_workflow_settings(path: Path) -> dict[str, Any]:
-    """The ``settings:`` mapping of a workflow YAML (empty when it has none)."""
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A workflow file's top-level mapping, or a one-line error naming the file."""
     import yaml
 
     try:
@@ -142,6 +142,12 @@ def read_workflow_settings(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(doc, dict):
         raise SettingsError(f"{path}: a workflow must be a mapping")
+    return doc
+
+
+def read_workflow_settings(path: Path) -> dict[str, Any]:
+    """The ``settings:`` mapping of a workflow YAML (empty when it has none)."""
+    doc = read_yaml_mapping(path)
     section = doc.get("settings") or {}
     if not isinstance(section, dict):
         raise SettingsError(f"{path}: 'settings' must be a mapping")

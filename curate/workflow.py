@@ -104,14 +104,9 @@ STAGES: dict[str, StageFn] = {
 
 
 def load_workflow(path: Path) -> dict[str, Any]:
-    import yaml
+    from curate.settings import read_yaml_mapping
 
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise WorkflowError(f"{path}: cannot read workflow ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise WorkflowError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    doc = read_yaml_mapping(path)
     stages = doc.get("stages")
     if not isinstance(stages, list) or not stages:
         raise WorkflowError(f"{path}: a workflow needs a non-empty 'stages' list")

@@ -9,7 +9,6 @@ each epoch. A run killed mid-epoch restarts that epoch from the last saved state
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,10 +22,10 @@ from curate.models.balance import class_counts, class_weights, epoch_indices
 from curate.models.checkpoint import atomic_write_bytes, save_checkpoint
 from curate.models.data import FaceDataset, loader_kwargs
 from curate.models.factory import create_model
-from curate.models.infer import autocast, resolve_device
+from curate.models.infer import resolve_device
 from curate.models.manifest import Row
-from curate.models.preprocess import Preprocess, augment_batch, to_model_input, train_transform
-from curate.models.train import TrainConfig, _optimizer, evaluate, make_scheduler, seed_everything
+from curate.models.preprocess import Preprocess, train_transform
+from curate.models.train import TrainConfig, _optimizer, evaluate, make_scheduler, run_epoch, seed_everything
 
 __all__ = ["RetrainConfig", "retrain", "distillation_loss"]
 
@@ -89,6 +88,11 @@ def retrain(
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_f1, best_epoch, history = state["epoch"] + 1, state["best_f1"], state["best_epoch"], state["history"]
 
+    def kd_loss(out: torch.Tensor, ce: torch.Tensor, rows_idx: torch.Tensor) -> torch.Tensor:
+        kd = distillation_loss(out.float(), teacher[rows_idx].to(device), cfg.kd_temperature)
+        return (1 - cfg.kd_weight) * ce + cfg.kd_weight * kd
+
+    extra_loss = kd_loss if cfg.distill else None
     dataset = FaceDataset(train_rows, classes, train_transform(pp))
     out_dir.mkdir(parents=True, exist_ok=True)
     seen, train_time = 0, 0.0
@@ -98,26 +102,8 @@ def retrain(
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         loader = DataLoader(Subset(dataset, drawn.tolist()), batch_size=cfg.batch_size, shuffle=True, drop_last=len(drawn) > cfg.batch_size,
                             generator=generator, **loader_kwargs(cfg.workers, device))
-        model.train()
-        t0, losses = time.perf_counter(), []
-        for step, (x, y, rows_idx) in enumerate(loader):
-            if step >= steps_per_epoch:
-                break
-            x = to_model_input(augment_batch(x.to(device, non_blocking=True), pp)).contiguous(memory_format=torch.channels_last)
-            y = y.to(device, non_blocking=True)
-            with autocast(device):
-                out = model(x)
-                loss = criterion(out, y)
-                if cfg.distill:
-                    kd = distillation_loss(out.float(), teacher[rows_idx].to(device), cfg.kd_temperature)
-                    loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            seen += len(x)
-        train_time += time.perf_counter() - t0
+        losses, n, seconds = run_epoch(model, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp, extra_loss=extra_loss)
+        seen, train_time = seen + n, train_time + seconds
         metrics, _ = evaluate(model, val_rows, classes, pp, cfg)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "lr": scheduler.get_last_lr()[0],
                   "drawn": class_counts(labels[drawn], classes), "val": metrics}

@@ -24,7 +24,7 @@ from curate.models.manifest import Row
 from curate.models.metrics import classification_metrics
 from curate.models.preprocess import Preprocess, augment_batch, to_model_input, train_transform
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "seed_everything", "make_scheduler"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "run_epoch", "seed_everything", "make_scheduler"]
 
 
 @dataclass
@@ -87,6 +87,35 @@ def evaluate(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess,
     return classification_metrics(y, logits.argmax(1), classes), logits
 
 
+def run_epoch(model, loader, steps: int, optimizer, scheduler, criterion, device: torch.device, pp: Preprocess,  # noqa: ANN001
+              extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+              progress: Callable[[int], None] | None = None) -> tuple[list[float], int, float]:
+    """One pass of at most ``steps`` batches: batched augmentation, AMP on CUDA, one optimizer and
+    scheduler step per batch. ``extra_loss(logits, loss, row_indices)`` may rewrite the loss (distillation).
+    Returns (losses, images seen, seconds)."""
+    model.train()
+    t0, losses, seen = time.perf_counter(), [], 0
+    for step, (x, y, rows_idx) in enumerate(loader):
+        if step >= steps:
+            break
+        x = to_model_input(augment_batch(x.to(device, non_blocking=True), pp)).contiguous(memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
+        with autocast(device):
+            out = model(x)
+            loss = criterion(out, y)
+            if extra_loss is not None:
+                loss = extra_loss(out, loss, rows_idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        seen += len(x)
+        if progress:
+            progress(len(x))
+    return losses, seen, time.perf_counter() - t0
+
+
 def train_model(
     train_rows: Sequence[Row],
     val_rows: Sequence[Row],
@@ -112,24 +141,8 @@ def train_model(
     best_state, best_f1 = None, -1.0
     seen, train_time = 0, 0.0
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        t0, losses = time.perf_counter(), []
-        for step, (x, y, _) in enumerate(loader):
-            if step >= steps_per_epoch:
-                break
-            x = to_model_input(augment_batch(x.to(device, non_blocking=True), pp)).contiguous(memory_format=torch.channels_last)
-            y = y.to(device, non_blocking=True)
-            with autocast(device):
-                loss = criterion(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            seen += len(x)
-            if progress:
-                progress(len(x))
-        train_time += time.perf_counter() - t0
+        losses, n, seconds = run_epoch(model, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp, progress=progress)
+        seen, train_time = seen + n, train_time + seconds
         metrics, _ = evaluate(model, val_rows, classes, pp, cfg) if val_rows else ({"macro_f1": 0.0}, None)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "val": metrics}
         result.history.append(record)

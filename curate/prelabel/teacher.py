@@ -17,7 +17,7 @@ import numpy as np
 from curate.exceptions import CurateError
 from curate.taxonomy import EMOTIONS
 
-__all__ = ["TeacherOptions", "train_teacher", "split_rows"]
+__all__ = ["TeacherOptions", "train_teacher", "split_rows", "training_rows"]
 
 
 @dataclass
@@ -52,11 +52,20 @@ def split_rows(rows: list, seed: int, val_fraction: float = 0.1) -> tuple[list, 
     return train, val, test
 
 
+def training_rows(dataset: str, url: str, seed: int) -> tuple[list, list, list]:
+    """(train, val, test) rows of quality-passing samples with a current label; refuses too few to train on."""
+    from curate.models.manifest import from_dataset
+
+    rows = [r for r in from_dataset(dataset, url, curated_only=True) if r.label is not None]
+    if len(rows) < 4:
+        raise CurateError(f"dataset {dataset!r}: only {len(rows)} labeled quality-passing samples; nothing to train on")
+    return split_rows(rows, seed)
+
+
 def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     from curate.models.calibrate import expected_calibration_error, fit_temperature, softmax
     from curate.models.checkpoint import save_checkpoint
     from curate.models.infer import predict
-    from curate.models.manifest import from_dataset
     from curate.models.metrics import classification_metrics
     from curate.models.oof import oof_full, oof_linear
     from curate.models.preprocess import Preprocess
@@ -64,11 +73,9 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
     from curate.prelabel import records
 
     started = time.monotonic()
-    rows = [r for r in from_dataset(opts.dataset, url, curated_only=True) if r.label is not None]
-    if len(rows) < 4:
-        raise CurateError(f"dataset {opts.dataset!r}: only {len(rows)} labeled quality-passing samples; nothing to train on")
     classes = list(EMOTIONS)
-    train, val, test = split_rows(rows, opts.seed)
+    train, val, test = training_rows(opts.dataset, url, opts.seed)
+    rows = [*train, *val, *test]
     cfg = TrainConfig(arch=opts.arch, weights=opts.weights, image_size=opts.image_size, epochs=opts.epochs, batch_size=opts.batch_size,
                       lr=opts.lr, seed=opts.seed, workers=opts.workers, device=opts.device, max_steps_per_epoch=opts.max_steps_per_epoch)
     say(f"training {opts.arch} on {len(train)} faces (val {len(val)}, test {len(test)}), {opts.epochs} epochs at {opts.image_size} px")

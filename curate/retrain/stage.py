@@ -60,19 +60,15 @@ def _teacher_logits(opts: RetrainOptions, url: str, rows: list, say: Callable[[s
 
 
 def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    from curate.models.manifest import from_dataset
     from curate.models.report import write_report
     from curate.models.retrain import RetrainConfig, retrain
     from curate.prelabel import records
-    from curate.prelabel.teacher import split_rows
+    from curate.prelabel.teacher import training_rows
     from curate.retrain import registry
 
     started = time.monotonic()
-    rows = [r for r in from_dataset(opts.dataset, url, curated_only=True) if r.label is not None]
-    if len(rows) < 4:
-        raise CurateError(f"dataset {opts.dataset!r}: only {len(rows)} labeled quality-passing samples; nothing to train on")
     classes = list(EMOTIONS)
-    train, val, test = split_rows(rows, opts.seed)
+    train, val, test = training_rows(opts.dataset, url, opts.seed)
     cfg = RetrainConfig(arch=opts.arch, weights=opts.weights, image_size=opts.image_size, epochs=opts.epochs, batch_size=opts.batch_size,
                         lr=opts.lr, seed=opts.seed, workers=opts.workers, device=opts.device, max_steps_per_epoch=opts.max_steps_per_epoch,
                         balance=opts.balance, distill=opts.distill)
