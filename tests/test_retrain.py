@@ -107,3 +107,30 @@ def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> Non
                           env={"CURATE_HOME": str(home)}))
     assert c["n"] == 28 and c["a_only_correct"] + c["b_only_correct"] <= c["n"] and 0 <= c["p_value"] <= 1
     assert c["better"] in ("A", "B", "tie") and set(c["per_class"]) <= set(EMOTIONS)
+
+
+def test_carved_validation_is_subject_disjoint_for_ckplus_and_stratified_otherwise() -> None:
+    from curate.prelabel.teacher import split_rows
+
+    subjects = [f"S{i:03d}" for i in range(20)]
+    ck = [Row(f"{s}_{k}", f"{s}_{k}.png", EMOTIONS[k % 7], "train", group=s) for s in subjects for k in range(5)]
+    train, val, test = split_rows(ck, seed=3)
+    assert val and not test and len(train) + len(val) == len(ck)
+    assert not {r.group for r in train} & {r.group for r in val}
+    assert len({r.group for r in val}) == 2  # 10 % of 20 subjects
+    plain = [Row(str(i), f"{i}.jpg", EMOTIONS[i % 4], "train") for i in range(200)]
+    train, val, _ = split_rows(plain, seed=3)
+    counts = {c: sum(r.label == c for r in val) for c in EMOTIONS[:4]}
+    assert len(val) == 20 and set(counts.values()) == {5}
+
+
+def test_ckplus_rows_carry_their_subject(tmp_path: Path) -> None:
+    from curate.ingest.stage import IngestOptions, ingest
+    from curate.models.manifest import from_dataset
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'curate.db'}"
+    built = builders.ckplus(tmp_path / "ck")
+    name = f"ck{os.getpid()}"
+    ingest(IngestOptions(kind="ckplus", root=built.root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
+    assert {r.group for r in from_dataset(name, url)} == {"S005", "S010"}

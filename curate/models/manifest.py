@@ -1,7 +1,7 @@
 """The plain-data contract between the stores and the models: one row per sample.
 
-A manifest is JSON Lines: ``{"uid", "path", "label", "split", "box"}`` (label None =
-unlabeled; box in pixels or None). ``from_dataset`` builds it from FiftyOne (paths, splits,
+A manifest is JSON Lines: ``{"uid", "path", "label", "split", "box", "group"}`` (label None =
+unlabeled; box in pixels or None; group = subject id where the source has one). ``from_dataset`` builds it from FiftyOne (paths, splits,
 boxes, quality) and the SQL ledger (current labels: human beats dataset).
 """
 
@@ -22,6 +22,7 @@ class Row:
     label: str | None
     split: str | None
     box: tuple[float, float, float, float] | None = None
+    group: str | None = None  # e.g. the CK+ subject: rows of one group never straddle train and val
 
 
 def write_manifest(path: Path, rows: Iterable[Row]) -> int:
@@ -37,7 +38,7 @@ def read_manifest(path: Path) -> list[Row]:
     for line in path.read_text().splitlines():
         if line.strip():
             d = json.loads(line)
-            rows.append(Row(d["uid"], d["path"], d.get("label"), d.get("split"), tuple(d["box"]) if d.get("box") else None))
+            rows.append(Row(d["uid"], d["path"], d.get("label"), d.get("split"), tuple(d["box"]) if d.get("box") else None, d.get("group")))
     return rows
 
 
@@ -49,8 +50,8 @@ def from_dataset(dataset: str, url: str, curated_only: bool = True) -> list[Row]
 
     ds = fo_store.load_dataset(dataset, create=False)
     view = ds.load_saved_view("curated") if curated_only and ds.has_saved_view("curated") else ds.view()
-    uids, paths, splits, boxes, widths, heights = view.values(
-        ["sample_uid", "filepath", "split", "face.bounding_box", "metadata.width", "metadata.height"])
+    uids, paths, splits, boxes, widths, heights, subjects = view.values(
+        ["sample_uid", "filepath", "split", "face.bounding_box", "metadata.width", "metadata.height", "subject"])
     with session.session_scope(url) as db:
         found = ledger.find_dataset(db, dataset)
         labels: dict[str, str] = {}
@@ -59,7 +60,7 @@ def from_dataset(dataset: str, url: str, curated_only: bool = True) -> list[Row]
             uid_of = dict(db.query(Sample.id, Sample.uid).filter(Sample.dataset_id == found.id).all())
             labels = {uid_of[sid]: label for sid, (label, _) in by_id.items() if sid in uid_of}
     rows = []
-    for uid, path, split, box, w, h in zip(uids, paths, splits, boxes, widths, heights):
+    for uid, path, split, box, w, h, subject in zip(uids, paths, splits, boxes, widths, heights, subjects):
         px = (box[0] * w, box[1] * h, box[2] * w, box[3] * h) if box and w and h else None
-        rows.append(Row(uid, path, labels.get(uid), split, px))
+        rows.append(Row(uid, path, labels.get(uid), split, px, subject))
     return rows

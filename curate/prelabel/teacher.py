@@ -39,10 +39,20 @@ class TeacherOptions:
 
 
 def split_rows(rows: list, seed: int, val_fraction: float = 0.1) -> tuple[list, list, list]:
-    """(train, val, test) by the dataset's splits; a stratified val is carved from train when there is none."""
+    """(train, val, test) by the dataset's splits. When there is no val split one is carved from train:
+    by whole subjects when rows carry one (CK+: the same person never sits on both sides), else stratified."""
     train = [r for r in rows if r.split in (None, "train")]
     val = [r for r in rows if r.split == "val"]
     test = [r for r in rows if r.split == "test"]
+    if not val and any(r.group for r in train):
+        import numpy as np
+
+        groups = sorted({r.group or "" for r in train})
+        rng = np.random.default_rng(seed)
+        rng.shuffle(groups)
+        n_val = max(1, round(len(groups) * val_fraction))
+        held = set(groups[:n_val])
+        return [r for r in train if (r.group or "") not in held], [r for r in train if (r.group or "") in held], test
     if not val and len(train) >= 10:
         from curate.models.oof import stratified_folds
 
