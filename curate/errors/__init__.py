@@ -1,0 +1,1 @@
+"""Error analysis: label issues (cleanlab), model mistakes, clusters of errors, browsable views."""

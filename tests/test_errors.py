@@ -1,0 +1,85 @@
+"""Error analysis on constructed data where the right answer is known."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curate.errors.analysis import cluster_errors, label_issues
+from curate.taxonomy import EMOTIONS
+from tests import builders
+
+
+def test_flipped_labels_are_found() -> None:
+    rng = np.random.default_rng(0)
+    n, c = 600, 4
+    true = rng.integers(0, c, n)
+    probs = np.full((n, 8), 0.02)
+    probs[np.arange(n), true] = 0.8 + rng.uniform(-0.1, 0.1, n)
+    probs /= probs.sum(1, keepdims=True)
+    given = true.copy()
+    flipped = rng.choice(n, 60, replace=False)
+    given[flipped] = (true[flipped] + 1) % c
+    found = label_issues(given, probs)
+    hits = set(np.flatnonzero(found.is_issue))
+    assert len(hits & set(flipped)) / 60 >= 0.95 and len(hits & set(flipped)) / max(1, len(hits)) >= 0.95
+    assert (found.suggested[flipped] == true[flipped]).all()
+    assert found.quality[flipped].mean() < found.quality[np.setdiff1d(np.arange(n), flipped)].mean()
+
+
+def test_two_planted_confusion_groups_become_two_named_clusters() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 0.05, (30, 16)) + np.eye(16)[0] * 3
+    b = rng.normal(0, 0.05, (20, 16)) + np.eye(16)[1] * 3
+    emb = np.vstack([a, b])
+    true = ["fear"] * 30 + ["sad"] * 20
+    pred = ["surprise"] * 28 + ["anger"] * 2 + ["neutral"] * 20
+    clusters = cluster_errors(emb, true, pred)
+    assert len(clusters) == 2
+    views = {c.view: sorted(c.members) for c in clusters}
+    assert views == {"errors-fear-as-surprise": list(range(30)), "errors-sad-as-neutral": list(range(30, 50))}
+    assert clusters[0].confusion_share == pytest.approx(28 / 30)
+
+
+def test_errors_stage_fields_views_and_brain(tmp_path: Path) -> None:
+    from curate.errors.stage import BRAIN_KEY, analyze_errors
+    from curate.ingest.stage import IngestOptions, ingest
+    from curate.store.fo_store import load_dataset
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'curate.db'}"
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=8)
+    name = f"err{os.getpid()}"
+    ingest(IngestOptions(kind="fer2013", root=built.root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
+    ds = load_dataset(name, create=False)
+    uids, labels = ds.values(["sample_uid", "label.label"])
+    rng = np.random.default_rng(2)
+    fear = [u for u, l in zip(uids, labels) if l == "fear"][:6]
+    sad = [u for u, l in zip(uids, labels) if l == "sad"][:6]
+    oof, emb = {}, {}
+    for u, l in zip(uids, labels):
+        target = "surprise" if u in fear else "neutral" if u in sad else l
+        p = np.full(8, 0.02)
+        p[EMOTIONS.index(target)] = 0.86
+        oof[u] = (p / p.sum()).tolist()
+        center = np.eye(32)[0] * 5 if u in fear else np.eye(32)[1] * 5 if u in sad else np.zeros(32)
+        emb[u] = (center + rng.normal(0, 0.3 if (u in fear or u in sad) else 1.0, 32)).astype(np.float32)
+    ds.set_values("prelabel_oof", oof, key_field="sample_uid")
+    ds.set_values("embedding", emb, key_field="sample_uid")
+    s = analyze_errors(name, url, viz_method="pca")
+    assert s["label_issues"] == 12 and s["with_oof"] == 112
+    ds.reload()
+    flagged = set(ds.match({"label_issue": True}).values("sample_uid"))
+    assert flagged == set(fear) | set(sad)
+    views = {c["view"]: c["size"] for c in s["clusters"]}
+    assert views == {"errors-fear-as-surprise": 6, "errors-sad-as-neutral": 6}
+    assert set(ds.load_saved_view("errors-fear-as-surprise").values("sample_uid")) == set(fear)
+    assert set(ds.load_saved_view("label_issues").values("sample_uid")) == set(fear) | set(sad)
+    assert ds.has_brain_run(BRAIN_KEY) and "uniqueness" in ds.get_field_schema()
+    # Re-running replaces the cluster views instead of piling up stale ones.
+    analyze_errors(name, url, k=1, visualize=False)
+    ds.reload()
+    assert [v for v in ds.list_saved_views() if v.startswith("errors-")] == ["errors-fear-as-surprise"]
