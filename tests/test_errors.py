@@ -83,3 +83,37 @@ def test_errors_stage_fields_views_and_brain(tmp_path: Path) -> None:
     analyze_errors(name, url, k=1, visualize=False)
     ds.reload()
     assert [v for v in ds.list_saved_views() if v.startswith("errors-")] == ["errors-fear-as-surprise"]
+    _app_serves_the_error_view_and_stops_on_ctrl_c(name, home)
+
+
+def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.conftest import _free_port
+
+    port = _free_port()
+    exe = Path(os.sys.executable).parent / "curate"
+    proc = subprocess.Popen([str(exe), "app", "--dataset", name, "--port", str(port), "--view", "errors-fear-as-surprise"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "CURATE_HOME": str(home)})
+    try:
+        lines = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C to stop" in line or not line:
+                break
+        out = "".join(lines)
+        assert f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise" in out, out
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise", timeout=30) as resp:
+            assert resp.status == 200 and b"<html" in resp.read(2000).lower()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0 and "FiftyOne App stopped" in rest
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived curate app"
