@@ -38,9 +38,17 @@ fi
 
 echo "setting up $venv (torch first, then curate in editable mode; a few minutes)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
+log="$venv/setup.log"
+step() {  # quiet unless it fails; then the tail of the log says why
+  if ! "$@" >>"$log" 2>&1; then
+    echo "error: '$*' failed; last lines of $log:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
+}
+step "$venv/bin/python" -m pip install -q --upgrade pip
 # The pinned torch build lies on the local disk; installing it first keeps pip from fetching another.
-"$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
-"$venv/bin/python" -m pip install -q -e '.[dev]'
+step "$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
+step "$venv/bin/python" -m pip install -q -e '.[dev]'
 echo "$hash" >"$venv/.deps-hash"
 echo "ready: $venv/bin/curate"

@@ -16,7 +16,11 @@ def _human(r: Reporter) -> None:
     r.say(f"[bold]workflow {s['workflow']}[/] run {s['run_id']} done")
     for key, stage in s["stages"].items():
         summary = stage.get("summary", {})
-        brief = ", ".join(f"{k}={summary[k]}" for k in ("dataset", "seen", "ingested", "rejected", "quality_removed", "curated") if k in summary)
+        brief = ", ".join(f"{k}={summary[k]}" for k in ("dataset", "seen", "ingested", "rejected", "quality_removed", "curated", "samples",
+                                                          "checkpoint", "best_checkpoint") if k in summary)
+        if "duplicates" in summary:
+            d = summary["duplicates"]
+            brief += f", duplicates={d['groups']} groups ({d['cross_split_groups']} across splits: view 'leakage')"
         r.say(f"  {key}: {stage['status']}{' (resumed)' if key in s['resumed_stages'] else ''}  {brief}")
 
 
