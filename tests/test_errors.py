@@ -112,7 +112,7 @@ def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path) -> Non
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise", timeout=30) as resp:
             assert resp.status == 200 and b"<html" in resp.read(2000).lower()
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # what a service manager sends; Ctrl-C (SIGINT) takes the same path
         rest = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0 and "FiftyOne App stopped" in rest
     with socket.socket() as s:

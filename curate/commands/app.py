@@ -17,6 +17,10 @@ from curate.commands.common import DatasetOption, settings_from
 from curate.exceptions import CurateError
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _wait_for_port(address: str, port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -50,6 +54,9 @@ def app(
         with socket.socket() as probe:
             if probe.connect_ex((address, port)) == 0:
                 raise CurateError(f"{address}:{port} is already in use; pass --port")
+        # Ctrl-C and a service manager's SIGTERM both stop the server; a SIGINT ignored by a parent shell is re-armed.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
         proc = subprocess.Popen([sys.executable, "-m", "fiftyone.server.main", "--address", address, "--port", str(port)],
                                 stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, "FIFTYONE_DO_NOT_TRACK": "true"})
         try:
