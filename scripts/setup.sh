@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the project's virtual environment (default .venv) on a fresh machine, idempotently.
 #   scripts/setup.sh [VENV_DIR] [--test]
-# --test also installs what the test suite talks to: a PostgreSQL server (Debian package)
+# --test also installs what the test suite talks to: a PostgreSQL server and Chromium (Debian packages)
 # when running as root with apt-get; otherwise those tests skip and say why.
 # It re-installs only when pyproject.toml or this script changed (hash kept in VENV/.deps-hash).
 set -euo pipefail
@@ -24,6 +24,7 @@ PY
 if [ "$with_test" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing system packages for the tests: ${missing[*]}"
     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}") >/tmp/curate-apt.log 2>&1 \

@@ -83,10 +83,10 @@ def test_errors_stage_fields_views_and_brain(tmp_path: Path) -> None:
     analyze_errors(name, url, k=1, visualize=False)
     ds.reload()
     assert [v for v in ds.list_saved_views() if v.startswith("errors-")] == ["errors-fear-as-surprise"]
-    _app_serves_the_error_view_and_stops_on_ctrl_c(name, home)
+    _app_serves_the_error_view_and_stops_on_ctrl_c(name, home, len(ds.load_saved_view("errors-fear-as-surprise")))
 
 
-def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path) -> None:
+def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path, view_size: int) -> None:
     import signal
     import socket
     import subprocess
@@ -109,11 +109,39 @@ def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path) -> Non
                 break
         out = "".join(lines)
         assert f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise" in out, out
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise", timeout=30) as resp:
+        url = f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise"
+        with urllib.request.urlopen(url, timeout=30) as resp:
             assert resp.status == 200 and b"<html" in resp.read(2000).lower()
+        _browser_sees_the_cluster(url, expected_tiles=view_size)
     finally:
         proc.send_signal(signal.SIGTERM)  # what a service manager sends; Ctrl-C (SIGINT) takes the same path
         rest = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0 and "FiftyOne App stopped" in rest
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived curate app"
+
+
+def _browser_sees_the_cluster(url: str, expected_tiles: int) -> None:
+    """Headless Chromium renders the view: one sample tile per sample, the view selected; screenshot kept."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.conftest import REPO
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--window-size=1400,900", "--virtual-time-budget=25000"]
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "app-errors-fear-as-surprise.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium, *flags, f"--user-data-dir={profile}/a", f"--screenshot={shot}", url], capture_output=True, timeout=120)
+        dom = subprocess.run([chromium, *flags, f"--user-data-dir={profile}/b", "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert shot.is_file() and shot.stat().st_size > 20_000, "no screenshot of the App"
+    tiles = len(re.findall(r'class="[^"]*lookerCanvas', dom))
+    assert tiles == expected_tiles, f"the grid shows {tiles} samples, the view has {expected_tiles}"
+    assert "errors-fear-as-surprise" in dom
