@@ -202,3 +202,11 @@ def test_cross_split_duplicates_are_flagged_and_listed(tmp_path: Path, curate_ho
     assert sorted(Path(p).name for p in leak.values("filepath")) == ["a.png", "a_copy.png", "a_reencoded.jpg"]
     kinds = dict(zip((Path(p).name for p in leak.values("filepath")), leak.values("duplicate_kind")))
     assert kinds == {"a.png": "canonical", "a_copy.png": "exact", "a_reencoded.jpg": "near"}  # the train copy is kept
+
+
+def test_affectnet_class_folders_with_a_non_emotion_folder_keep_those_faces_unlabeled(tmp_path: Path, curate_home: Path) -> None:
+    built = builders.affectnet_class_folders(tmp_path / "an")
+    builders.write_image(built.root / "Train" / "misc" / "x.jpg", builders.face(999))
+    s = _ingest_inprocess("affectnet", built.root, curate_home)
+    assert s["ingested"] == len(built.expected) + 1 and s["no_emotion"] == {}
+    assert _labels_by_path(s["dataset"], built.root)["Train/misc/x.jpg"] == (None, "train")

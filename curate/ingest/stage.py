@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 from curate.ingest.worker import Job, Outcome, init_worker, process_chunk
 from curate.sources import Rejection, SourceRecord, open_source
 from curate.sources import generic as generic_sources
+from curate.taxonomy import AFFECTNET_NON_EMOTION
 
 __all__ = ["IngestOptions", "ingest", "DEFAULT_NEAR_DUPLICATE_DISTANCE"]
 
@@ -185,10 +186,8 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
                 reject(item.rel_path, "duplicate_annotation", "the same file is listed more than once")
                 continue
             claimed.add(key)
-            if item.label is None and item.source_label is not None and options.kind == "affectnet":
-                from curate.taxonomy import AFFECTNET_NON_EMOTION
-
-                tally.no_emotion[AFFECTNET_NON_EMOTION.get(int(float(item.source_label)), "other")] += 1
+            if item.label is None and options.kind == "affectnet" and (item.source_label or "").isdigit():
+                tally.no_emotion[AFFECTNET_NON_EMOTION.get(int(item.source_label), "other")] += 1
             if "label_disagreement" in item.extra:
                 tally.label_disagreements += 1
             if key in done:
