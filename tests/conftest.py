@@ -21,7 +21,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 # One FiftyOne database for the whole session (mongod starts once); tests use distinct dataset names.
-if "FIFTYONE_DATABASE_DIR" not in os.environ or os.environ.get("CURATE_TEST_KEEP_FO_DB") != "1":
+# FiftyOne honours this only when it starts mongod itself: a mongod already running is attached to instead.
+if os.environ.get("CURATE_TEST_KEEP_FO_DB") != "1":
     os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-")
 for _name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "CURATE_DB_URL"):
     os.environ.pop(_name, None)
