@@ -10,10 +10,12 @@ setup:
 run: setup
 	$(VENV)/bin/curate run $(WORKFLOW)
 
+LS_VENV ?= $(CURDIR)/.ls-venv
+
 test:
 	@bash scripts/setup.sh $(VENV) --test
-	$(VENV)/bin/python -m pytest
+	CURATE_LABEL_STUDIO_VENV=$${CURATE_LABEL_STUDIO_VENV:-$(LS_VENV)} $(VENV)/bin/python -m pytest
 
 test-all:
 	@bash scripts/setup.sh $(VENV) --test
-	$(VENV)/bin/python -m pytest -m ''
+	CURATE_LABEL_STUDIO_VENV=$${CURATE_LABEL_STUDIO_VENV:-$(LS_VENV)} $(VENV)/bin/python -m pytest -m ''

@@ -32,6 +32,14 @@ if [ "$with_test" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; 
   fi
 fi
 
+# The integration tests talk to a real Label Studio, kept in its own venv (as `curate labelstudio serve` does).
+ls_venv=${CURATE_LABEL_STUDIO_VENV:-.ls-venv}
+if [ "$with_test" = 1 ] && [ ! -x "$ls_venv/bin/label-studio" ]; then
+  echo "installing Label Studio into $ls_venv for the integration tests (about a minute)"
+  "$python" -m venv "$ls_venv" && "$ls_venv/bin/python" -m pip install -q label-studio >"$ls_venv.log" 2>&1 \
+    || echo "warning: installing Label Studio failed (see $ls_venv.log); its tests will skip" >&2
+fi
+
 hash=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$venv/.deps-hash" ] && [ "$(cat "$venv/.deps-hash")" = "$hash" ] && [ -x "$venv/bin/curate" ]; then
   exit 0

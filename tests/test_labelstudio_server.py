@@ -1,0 +1,61 @@
+"""The embedded Label Studio server: real process on loopback, token handling, status and stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _free_port, last_json, run_cli
+
+LS_VENV = os.environ.get("CURATE_LABEL_STUDIO_VENV", "")
+
+
+@pytest.mark.skipif(not (Path(LS_VENV) / "bin" / "label-studio").is_file(),
+                    reason="Label Studio venv not found (CURATE_LABEL_STUDIO_VENV; `make test` installs it into .ls-venv)")
+def test_serve_status_stop_and_the_token_stays_secret(tmp_path: Path, curate_home: Path) -> None:
+    port = _free_port()
+    images = tmp_path / "images"
+    images.mkdir()
+    served = run_cli("labelstudio", "serve", "--port", str(port), "--data-root", str(images), "--json")
+    s = last_json(served)
+    try:
+        assert s["running"] and s["url"] == f"http://127.0.0.1:{port}" and s["data_root"] == str(images.resolve())
+        creds_file = Path(s["credentials_file"])
+        assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
+        token = json.loads(creds_file.read_text())["token"]
+        # The token works with the real SDK ...
+        from label_studio_sdk import LabelStudio
+
+        projects = LabelStudio(base_url=s["url"], api_key=token).projects.list()
+        assert list(projects) == []
+        # ... and appears in no output, no log and no process's argv.
+        status = run_cli("labelstudio", "status", "--json")
+        assert last_json(status)["running"] is True
+        log = (curate_home / "label-studio" / "server.log").read_text(errors="replace")
+        argv = [Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") for pid in os.listdir("/proc") if pid.isdigit()
+                and Path(f"/proc/{pid}/cmdline").exists()]
+        for text in (served.stdout, served.stderr, status.stdout, status.stderr, log, *argv):
+            assert token not in text
+        assert s["token_hint"].endswith(token[-4:]) and token not in s["token_hint"]
+        again = last_json(run_cli("labelstudio", "serve", "--port", str(port), "--data-root", str(images), "--json"))
+        assert again["already_running"] is True
+    finally:
+        stopped = last_json(run_cli("labelstudio", "stop", "--json"))
+    assert stopped["stopped"] is True
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+    assert last_json(run_cli("labelstudio", "status", "--json"))["running"] is False
+
+
+def test_busy_port_is_refused_in_one_line(tmp_path: Path, curate_home: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_cli("labelstudio", "serve", "--port", str(port), "--data-root", str(tmp_path), check=False)
+    assert proc.returncode == 2 and f"127.0.0.1:{port} is already in use" in proc.stderr
