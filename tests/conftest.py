@@ -115,3 +115,15 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2) -> bool:  
             return True
         time.sleep(interval)
     return False
+
+
+def ingest_unfiltered(tmp_path: Path, kind: str, root: Path, name: str) -> tuple[str, Path, str]:
+    """Ingest a tiny synthetic dataset with every face kept (synthetic faces are not what the quality net knows).
+
+    Returns (dataset name, CURATE_HOME, ledger URL)."""
+    from curate.ingest.stage import IngestOptions, ingest
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'curate.db'}"
+    ingest(IngestOptions(kind=kind, root=root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
+    return name, home, url

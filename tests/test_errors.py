@@ -11,6 +11,7 @@ import pytest
 from curate.errors.analysis import cluster_errors, label_issues
 from curate.taxonomy import EMOTIONS
 from tests import builders
+from tests.conftest import ingest_unfiltered
 
 
 def test_flipped_labels_are_found() -> None:
@@ -46,14 +47,10 @@ def test_two_planted_confusion_groups_become_two_named_clusters() -> None:
 
 def test_errors_stage_fields_views_and_brain(tmp_path: Path) -> None:
     from curate.errors.stage import BRAIN_KEY, analyze_errors
-    from curate.ingest.stage import IngestOptions, ingest
     from curate.store.fo_store import load_dataset
 
-    home = tmp_path / "home"
-    url = f"sqlite:///{home / 'curate.db'}"
     built = builders.fer2013_folders(tmp_path / "fer", per_class=8)
-    name = f"err{os.getpid()}"
-    ingest(IngestOptions(kind="fer2013", root=built.root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
+    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"err{os.getpid()}")
     ds = load_dataset(name, create=False)
     uids, labels = ds.values(["sample_uid", "label.label"])
     rng = np.random.default_rng(2)
@@ -134,14 +131,27 @@ def _browser_sees_the_cluster(url: str, expected_tiles: int) -> None:
     if chromium is None:
         pytest.skip("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--window-size=1400,900", "--virtual-time-budget=25000"]
+             "--disable-component-update", "--disable-sync", "--window-size=1400,900"]
     artifacts = REPO / "artifacts"
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "app-errors-fear-as-surprise.png"
+
+    def tiles_in(dom: str) -> int:
+        return len(re.findall(r'class="[^"]*lookerCanvas', dom))
+
+    # The App loads in stages ("Pixelating..."); on a busy machine give it longer before judging what it shows.
+    dom, budget = "", 0
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([chromium, *flags, f"--user-data-dir={profile}/a", f"--screenshot={shot}", url], capture_output=True, timeout=120)
-        dom = subprocess.run([chromium, *flags, f"--user-data-dir={profile}/b", "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    assert shot.is_file() and shot.stat().st_size > 20_000, "no screenshot of the App"
-    tiles = len(re.findall(r'class="[^"]*lookerCanvas', dom))
-    assert tiles == expected_tiles, f"the grid shows {tiles} samples, the view has {expected_tiles}"
+        for attempt, budget in enumerate((20_000, 45_000, 90_000)):
+            dom = subprocess.run([chromium, *flags, f"--virtual-time-budget={budget}", f"--user-data-dir={profile}/d{attempt}", "--dump-dom", url],
+                                 capture_output=True, text=True, timeout=180).stdout
+            if tiles_in(dom):
+                break
+        for attempt in range(3):
+            subprocess.run([chromium, *flags, f"--virtual-time-budget={budget}", f"--user-data-dir={profile}/s{attempt}", f"--screenshot={shot}", url],
+                           capture_output=True, timeout=180)
+            if shot.is_file() and shot.stat().st_size > 20_000:
+                break
+    assert tiles_in(dom) == expected_tiles, f"the grid shows {tiles_in(dom)} samples, the view has {expected_tiles}"
     assert "errors-fear-as-surprise" in dom
+    assert shot.is_file() and shot.stat().st_size > 20_000, "the screenshot shows no rendered grid"

@@ -12,6 +12,7 @@ import pytest
 from curate.models.calibrate import expected_calibration_error, fit_temperature, softmax
 from curate.models.oof import stratified_folds
 from tests import builders
+from tests.conftest import ingest_unfiltered
 
 
 def test_temperature_scaling_fixes_an_overconfident_model() -> None:
@@ -40,15 +41,9 @@ def test_stratified_folds_spread_every_class() -> None:
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str]:
     """84 synthetic faces (42 train, 42 test) ingested with every face kept."""
-    from curate.ingest.stage import IngestOptions, ingest
-
     tmp = tmp_path_factory.mktemp("prelabel")
-    home = tmp / "home"
     built = builders.fer2013_folders(tmp / "fer", per_class=6)
-    name = f"pre{os.getpid()}"
-    url = f"sqlite:///{home / 'curate.db'}"
-    ingest(IngestOptions(kind="fer2013", root=built.root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
-    return name, home, url
+    return ingest_unfiltered(tmp, "fer2013", built.root, f"pre{os.getpid()}")
 
 
 def _teacher(name: str, home: Path, url: str, **kw):  # noqa: ANN003, ANN202

@@ -16,6 +16,7 @@ from curate.models.manifest import Row
 from curate.models.retrain import RetrainConfig, distillation_loss, retrain
 from curate.taxonomy import EMOTIONS
 from tests import builders
+from tests.conftest import ingest_unfiltered
 
 LABELS = np.array([0] * 30 + [1] * 10 + [2] * 5)
 
@@ -80,14 +81,10 @@ def test_resume_after_a_crash_continues_exactly(rows, tmp_path: Path) -> None:  
 
 
 def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> None:
-    from curate.ingest.stage import IngestOptions, ingest
     from curate.retrain.stage import RetrainOptions, run_retrain
 
-    home = tmp_path / "home"
-    url = f"sqlite:///{home / 'curate.db'}"
     built = builders.fer2013_folders(tmp_path / "fer", per_class=4)
-    name = f"rt{os.getpid()}"
-    ingest(IngestOptions(kind="fer2013", root=built.root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
+    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"rt{os.getpid()}")
     s = run_retrain(RetrainOptions(dataset=name, arch="mobilenetv2_050", image_size=32, epochs=2, batch_size=8, device="cpu",
                                    max_steps_per_epoch=2, balance="undersample"), url, home)
     assert set(s["class_counts_before"]) == {"happy", "sad", "surprise", "fear", "disgust", "anger", "neutral"}
@@ -125,12 +122,7 @@ def test_carved_validation_is_subject_disjoint_for_ckplus_and_stratified_otherwi
 
 
 def test_ckplus_rows_carry_their_subject(tmp_path: Path) -> None:
-    from curate.ingest.stage import IngestOptions, ingest
     from curate.models.manifest import from_dataset
 
-    home = tmp_path / "home"
-    url = f"sqlite:///{home / 'curate.db'}"
-    built = builders.ckplus(tmp_path / "ck")
-    name = f"ck{os.getpid()}"
-    ingest(IngestOptions(kind="ckplus", root=built.root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
+    name, home, url = ingest_unfiltered(tmp_path, "ckplus", builders.ckplus(tmp_path / "ck").root, f"ck{os.getpid()}")
     assert {r.group for r in from_dataset(name, url)} == {"S005", "S010"}
