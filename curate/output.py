@@ -51,9 +51,6 @@ class Reporter:
         """One line of human output (markup allowed), secrets masked."""
         self.console.print(redact(message))
 
-    def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {redact(message)}")
-
     def progress(self, total: int | None, description: str) -> "ProgressTask":
         """A rich progress bar on stderr; use as a context manager and call ``advance(n)``."""
         return ProgressTask(self.err, total, description)
@@ -93,9 +90,6 @@ class ProgressTask:
 
     def advance(self, n: int = 1) -> None:
         self._progress.advance(self._task, n)
-
-    def set_total(self, total: int) -> None:
-        self._progress.update(self._task, total=total)
 
 
 @contextlib.contextmanager

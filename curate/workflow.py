@@ -65,13 +65,23 @@ def _stage_quality(settings: Settings, params: dict[str, Any], base: Path, progr
     return apply_thresholds(params.get("dataset", settings.dataset), settings.database_url, settings.blur_max, settings.occlusion_max)
 
 
-def _stage_teacher(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+def _training_config(cls: type, settings: Settings, params: dict[str, Any]) -> Any:
+    """A TrainConfig/RetrainConfig: the machine's settings (batch size, device, seed) unless the stage names its own."""
+    import dataclasses
+
     from curate.models.data import default_workers
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    machine = {"batch_size": settings.batch_size, "device": settings.device, "workers": default_workers(settings.device), "seed": settings.seed}
+    return cls(**{**machine, **{k: v for k, v in params.items() if k in names}})
+
+
+def _stage_teacher(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from curate.models.train import TrainConfig
     from curate.prelabel.teacher import TeacherOptions, train_teacher
 
-    fields = {k: params[k] for k in ("arch", "weights", "epochs", "image_size", "lr", "folds", "oof", "max_steps_per_epoch") if k in params}
-    opts = TeacherOptions(dataset=params.get("dataset", settings.dataset), batch_size=settings.batch_size, device=settings.device,
-                          workers=default_workers(settings.device), seed=settings.seed, **fields)
+    opts = TeacherOptions(dataset=params.get("dataset", settings.dataset), config=_training_config(TrainConfig, settings, params),
+                          **{k: params[k] for k in ("folds", "oof") if k in params})
     return train_teacher(opts, settings.database_url, settings.home)
 
 
@@ -85,12 +95,10 @@ def _stage_prelabel(settings: Settings, params: dict[str, Any], base: Path, prog
 
 
 def _stage_retrain(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    from curate.models.data import default_workers
+    from curate.models.retrain import RetrainConfig
     from curate.retrain.stage import RetrainOptions, run_retrain
 
-    fields = {k: params[k] for k in ("arch", "weights", "epochs", "image_size", "lr", "balance", "distill", "max_steps_per_epoch") if k in params}
-    opts = RetrainOptions(dataset=params.get("dataset", settings.dataset), batch_size=settings.batch_size, device=settings.device,
-                          workers=default_workers(settings.device), seed=settings.seed, **fields)
+    opts = RetrainOptions(dataset=params.get("dataset", settings.dataset), config=_training_config(RetrainConfig, settings, params))
     return run_retrain(opts, settings.database_url, settings.home)
 
 

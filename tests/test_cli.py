@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -13,10 +12,10 @@ def test_db_commands_json(curate_home) -> None:  # noqa: ANN001
     before = last_json(run_cli("db", "current", "--json"))
     assert before["ok"] is True and before["revision"] is None and before["up_to_date"] is False
     up = last_json(run_cli("db", "upgrade", "--json"))
-    assert up["revision"] == up["revision"] and up["previous"] is None
+    assert up["previous"] is None and up["revision"] is not None
     assert (curate_home / "curate.db").is_file()
     now = last_json(run_cli("db", "current", "--json"))
-    assert now["up_to_date"] is True and now["revision"] == now["head"]
+    assert now["up_to_date"] is True and now["revision"] == now["head"] == up["revision"]
     down = last_json(run_cli("db", "downgrade", "base", "--json"))
     assert down["revision"] is None and down["previous"] == now["head"]
 

@@ -47,10 +47,11 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, s
 
 
 def _teacher(name: str, home: Path, url: str, **kw):  # noqa: ANN003, ANN202
+    from curate.models.train import TrainConfig
     from curate.prelabel.teacher import TeacherOptions, train_teacher
 
-    opts = TeacherOptions(dataset=name, arch="resnet18", image_size=32, epochs=1, batch_size=16, folds=2, oof="full",
-                          device="cpu", max_steps_per_epoch=2, **kw)
+    cfg = TrainConfig(arch="resnet18", image_size=32, epochs=1, batch_size=16, device="cpu", max_steps_per_epoch=2, **kw)
+    opts = TeacherOptions(dataset=name, config=cfg, folds=2, oof="full")
     return train_teacher(opts, url, home)
 
 

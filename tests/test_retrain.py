@@ -33,7 +33,10 @@ def test_undersampling_and_class_weights() -> None:
     assert np.bincount(LABELS[under]).tolist() == [5, 5, 5]
     assert epoch_indices(LABELS, "none", 0, 1).tolist() == list(range(45))
     w = class_weights(LABELS, 4)
-    assert w[3] == 0 and w[2] > w[1] > w[0] and np.isclose(np.mean(w[:3]) * 3, sum(w[:3]))
+    from sklearn.utils.class_weight import compute_class_weight
+
+    assert w[3] == 0 and w[2] > w[1] > w[0]
+    assert np.allclose(w[:3], compute_class_weight("balanced", classes=np.arange(3), y=LABELS))
     assert np.isclose(sum(w[i] * c for i, c in enumerate([30, 10, 5])), 45)
 
 
@@ -85,8 +88,8 @@ def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> Non
 
     built = builders.fer2013_folders(tmp_path / "fer", per_class=4)
     name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"rt{os.getpid()}")
-    s = run_retrain(RetrainOptions(dataset=name, arch="mobilenetv2_050", image_size=32, epochs=2, batch_size=8, device="cpu",
-                                   max_steps_per_epoch=2, balance="undersample"), url, home)
+    cfg = RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=2, batch_size=8, device="cpu", max_steps_per_epoch=2, balance="undersample")
+    s = run_retrain(RetrainOptions(dataset=name, config=cfg), url, home)
     assert set(s["class_counts_before"]) == {"happy", "sad", "surprise", "fear", "disgust", "anger", "neutral"}
     assert len(set(s["class_counts_after"].values())) == 1  # undersampled to the rarest class
     assert Path(s["best_checkpoint"]).is_file() and Path(s["report"]).stat().st_size > 10_000

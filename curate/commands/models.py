@@ -45,12 +45,13 @@ def teacher_train(
     """Train the teacher on quality-passing labeled samples (current labels from the ledger)."""
     with reporter(json_, _teacher_human) as rep:
         from curate.models.data import default_workers
+        from curate.models.train import TrainConfig
         from curate.prelabel.teacher import TeacherOptions, train_teacher
 
         s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
-        opts = TeacherOptions(dataset=s.dataset, arch=arch, weights=weights, epochs=epochs, image_size=image_size, batch_size=s.batch_size,
-                              lr=lr, folds=folds, oof=oof, device=s.device, workers=default_workers(s.device), seed=s.seed, out=out,
-                              max_steps_per_epoch=max_steps)
+        cfg = TrainConfig(arch=arch, weights=weights, epochs=epochs, image_size=image_size, batch_size=s.batch_size, lr=lr, device=s.device,
+                          workers=default_workers(s.device), seed=s.seed, max_steps_per_epoch=max_steps)
+        opts = TeacherOptions(dataset=s.dataset, config=cfg, folds=folds, oof=oof, out=out)
         rep.update(**train_teacher(opts, s.database_url, s.home, say=rep.say))
 
 

@@ -43,12 +43,13 @@ def retrain(
         from curate.models.balance import BALANCE_MODES
         from curate.models.data import default_workers
         from curate.exceptions import CurateError
+        from curate.models.retrain import RetrainConfig
         from curate.retrain.stage import RetrainOptions, run_retrain
 
         if balance not in BALANCE_MODES:
             raise CurateError(f"--balance {balance!r} must be one of {', '.join(BALANCE_MODES)}")
         s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
-        opts = RetrainOptions(dataset=s.dataset, arch=arch, weights=weights, image_size=image_size, epochs=epochs, batch_size=s.batch_size,
-                              lr=lr, balance=balance, distill=distill, teacher=teacher, resume=resume, out=out, device=s.device,
-                              workers=default_workers(s.device), seed=s.seed, max_steps_per_epoch=max_steps)
+        cfg = RetrainConfig(arch=arch, weights=weights, image_size=image_size, epochs=epochs, batch_size=s.batch_size, lr=lr, balance=balance,
+                            distill=distill, device=s.device, workers=default_workers(s.device), seed=s.seed, max_steps_per_epoch=max_steps)
+        opts = RetrainOptions(dataset=s.dataset, config=cfg, teacher=teacher, resume=resume, out=out)
         rep.update(**run_retrain(opts, s.database_url, s.home, say=rep.say))

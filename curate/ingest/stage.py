@@ -63,10 +63,8 @@ def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _build_sample(record: SourceRecord, info: dict[str, Any], uid: str, reasons: list[str]):  # noqa: ANN202
-    from curate.store.fo_store import fo
-
-    f = fo()
+def _build_sample(f, record: SourceRecord, info: dict[str, Any], uid: str, reasons: list[str]):  # noqa: ANN001, ANN202
+    """One fo.Sample (``f`` is the fiftyone module, resolved once per batch)."""
     width, height = info["width"], info["height"]
     sample = f.Sample(filepath=str(record.path), tags=[record.split] if record.split else [])
     sample.metadata = f.ImageMetadata(size_bytes=info["size_bytes"], mime_type=info["mime_type"], width=width,
@@ -134,7 +132,8 @@ class _Writer:
                 for (record, _, _), uid in zip(self.pending, uids) if record.label is not None
             ])
             ledger.clear_rejections(db, self.dataset_id, [r.rel_path for r, _, _ in self.pending])
-        fo_store.add_samples(self.ds, [_build_sample(r, i, uid, q) for (r, i, q), uid in zip(self.pending, uids)])
+        f = fo_store.fo()
+        fo_store.add_samples(self.ds, [_build_sample(f, r, i, uid, q) for (r, i, q), uid in zip(self.pending, uids)])
         self.pending.clear()
 
 

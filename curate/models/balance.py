@@ -34,7 +34,8 @@ def epoch_indices(labels: np.ndarray, mode: str, seed: int, epoch: int) -> np.nd
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> list[float]:
-    """Inverse-frequency weights, mean 1 over present classes; absent classes get 0."""
+    """scikit-learn's "balanced" weights, n / (classes present x count): the average weight per sample is 1.
+    Classes absent from ``labels`` get 0."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)
     present = counts > 0
     weights = np.zeros(num_classes)

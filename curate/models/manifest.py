@@ -1,18 +1,16 @@
-"""The plain-data contract between the stores and the models: one row per sample.
+"""The plain-data contract between the stores and the models: one ``Row`` per sample.
 
-A manifest is JSON Lines: ``{"uid", "path", "label", "split", "box", "group"}`` (label None =
-unlabeled; box in pixels or None; group = subject id where the source has one). ``from_dataset`` builds it from FiftyOne (paths, splits,
-boxes, quality) and the SQL ledger (current labels: human beats dataset).
+A row is (uid, path, label, split, box, group): label None = unlabeled, box in pixels or None,
+group = subject id where the source has one. ``from_dataset`` builds rows from FiftyOne (paths,
+splits, boxes, quality) and the SQL ledger (current labels: human beats dataset); the model code
+needs nothing else, so it runs where neither store exists.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Iterable
+from dataclasses import dataclass
 
-__all__ = ["Row", "read_manifest", "write_manifest", "from_dataset"]
+__all__ = ["Row", "from_dataset"]
 
 
 @dataclass(frozen=True)
@@ -23,23 +21,6 @@ class Row:
     split: str | None
     box: tuple[float, float, float, float] | None = None
     group: str | None = None  # e.g. the CK+ subject: rows of one group never straddle train and val
-
-
-def write_manifest(path: Path, rows: Iterable[Row]) -> int:
-    from curate.models.checkpoint import atomic_write_bytes
-
-    lines = [json.dumps(asdict(r)) for r in rows]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode() if lines else b"")
-    return len(lines)
-
-
-def read_manifest(path: Path) -> list[Row]:
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            d = json.loads(line)
-            rows.append(Row(d["uid"], d["path"], d.get("label"), d.get("split"), tuple(d["box"]) if d.get("box") else None, d.get("group")))
-    return rows
 
 
 def from_dataset(dataset: str, url: str, curated_only: bool = True) -> list[Row]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from curate.exceptions import CurateError
+from curate.models.train import TrainConfig
 from curate.taxonomy import EMOTIONS
 
 __all__ = ["TeacherOptions", "train_teacher", "split_rows", "training_rows"]
@@ -22,20 +23,13 @@ __all__ = ["TeacherOptions", "train_teacher", "split_rows", "training_rows"]
 
 @dataclass
 class TeacherOptions:
+    """What to train (``config``) plus what only the teacher does: out-of-fold probabilities."""
+
     dataset: str
-    arch: str = "resnet50"
-    weights: str | None = None
-    epochs: int = 10
-    image_size: int = 64
-    batch_size: int = 64
-    lr: float = 1e-3
+    config: TrainConfig = field(default_factory=TrainConfig)
     folds: int = 5
     oof: str = "auto"  # auto | full | linear | none
-    device: str = "auto"
-    workers: int = 0
-    seed: int = 0
     out: Path | None = None
-    max_steps_per_epoch: int | None = None
 
 
 def split_rows(rows: list, seed: int, val_fraction: float = 0.1) -> tuple[list, list, list]:
@@ -79,24 +73,23 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
     from curate.models.metrics import classification_metrics
     from curate.models.oof import oof_full, oof_linear
     from curate.models.preprocess import Preprocess
-    from curate.models.train import TrainConfig, train_model
+    from curate.models.train import train_model
     from curate.prelabel import records
 
     started = time.monotonic()
+    cfg = opts.config
     classes = list(EMOTIONS)
-    train, val, test = training_rows(opts.dataset, url, opts.seed)
+    train, val, test = training_rows(opts.dataset, url, cfg.seed)
     rows = [*train, *val, *test]
-    cfg = TrainConfig(arch=opts.arch, weights=opts.weights, image_size=opts.image_size, epochs=opts.epochs, batch_size=opts.batch_size,
-                      lr=opts.lr, seed=opts.seed, workers=opts.workers, device=opts.device, max_steps_per_epoch=opts.max_steps_per_epoch)
-    say(f"training {opts.arch} on {len(train)} faces (val {len(val)}, test {len(test)}), {opts.epochs} epochs at {opts.image_size} px")
+    say(f"training {cfg.arch} on {len(train)} faces (val {len(val)}, test {len(test)}), {cfg.epochs} epochs at {cfg.image_size} px")
     result = train_model(train, val, classes, cfg, on_epoch=lambda e: say(f"  epoch {e['epoch']}: loss {e['train_loss']:.3f}, val macro-F1 {e['val'].get('macro_f1', 0):.3f}"))
-    pp = Preprocess(opts.image_size)
+    pp = Preprocess(cfg.image_size)
     index = {c: i for i, c in enumerate(classes)}
 
     # Temperature on one half of val, ECE on the other.
     temperature, ece = 1.0, {}
     if len(val) >= 4:
-        logits, _ = predict(result.model, val, classes, pp, opts.batch_size, opts.device, opts.workers)
+        logits, _ = predict(result.model, val, classes, pp, cfg.batch_size, cfg.device, cfg.workers)
         y = np.array([index[r.label] for r in val])
         fit_idx, eval_idx = np.arange(len(val)) % 2 == 0, np.arange(len(val)) % 2 == 1
         temperature = fit_temperature(logits[fit_idx], y[fit_idx])
@@ -104,23 +97,23 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
                "after": expected_calibration_error(softmax(logits[eval_idx], temperature), y[eval_idx]), "n": int(eval_idx.sum())}
     test_metrics = None
     if test:
-        logits, _ = predict(result.model, test, classes, pp, opts.batch_size, opts.device, opts.workers)
+        logits, _ = predict(result.model, test, classes, pp, cfg.batch_size, cfg.device, cfg.workers)
         y = np.array([index[r.label] for r in test])
         test_metrics = classification_metrics(y, logits.argmax(1), classes)
         test_metrics["ece"] = expected_calibration_error(softmax(logits, temperature), y)
 
-    method = opts.oof if opts.oof != "auto" else ("linear" if opts.weights else "full")
+    method = opts.oof if opts.oof != "auto" else ("linear" if cfg.weights else "full")
     oof_probs, folds, oof_seconds = None, None, 0.0
     if method != "none":
         t0 = time.monotonic()
         if method == "linear":
-            if not opts.weights:
+            if not cfg.weights:
                 raise CurateError("--oof linear needs pretrained --weights (a backbone that never saw these samples); use --oof full")
             from curate.models.factory import create_model
 
-            backbone = create_model(opts.arch, len(classes), opts.weights)
-            _, emb = predict(backbone, rows, classes, pp, opts.batch_size, opts.device, opts.workers)
-            oof_probs, folds = oof_linear(emb, [r.label for r in rows], classes, opts.folds, opts.seed)
+            backbone = create_model(cfg.arch, len(classes), cfg.weights)
+            _, emb = predict(backbone, rows, classes, pp, cfg.batch_size, cfg.device, cfg.workers)
+            oof_probs, folds = oof_linear(emb, [r.label for r in rows], classes, opts.folds, cfg.seed)
         elif method == "full":
             say(f"out-of-fold probabilities: {opts.folds} fold models (full fine-tuning)")
             oof_probs, folds = oof_full(rows, classes, cfg, opts.folds)
@@ -129,11 +122,11 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
         oof_seconds = time.monotonic() - t0
 
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = (opts.out or home / "checkpoints" / opts.dataset) / f"teacher-{opts.arch}-{stamp}.safetensors"
+    out = (opts.out or home / "checkpoints" / opts.dataset) / f"teacher-{cfg.arch}-{stamp}.safetensors"
     snapshot = records.label_snapshot_id(url)
     sidecar = {
-        "kind": "teacher", "arch": opts.arch, "classes": classes, "preprocess": pp.to_dict(), "temperature": temperature,
-        "dataset": opts.dataset, "label_snapshot_id": snapshot, "weights_init": opts.weights, "train_config": cfg.to_dict(),
+        "kind": "teacher", "arch": cfg.arch, "classes": classes, "preprocess": pp.to_dict(), "temperature": temperature,
+        "dataset": opts.dataset, "label_snapshot_id": snapshot, "weights_init": cfg.weights, "train_config": cfg.to_dict(),
         "best_epoch": result.best_epoch, "history": result.history, "val_metrics": result.best_metrics, "test_metrics": test_metrics,
         "ece": ece, "oof": {"method": method, "folds": opts.folds if method != "none" else 0, "seconds": round(oof_seconds, 1)},
         "counts": {"train": len(train), "val": len(val), "test": len(test)}, "train_images_per_s": result.train_images_per_s,
@@ -144,7 +137,7 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
         records.store_oof(opts.dataset, [r.uid for r in rows], oof_probs, folds)
     run_id = records.register_teacher(url, opts.dataset, out, digest, sidecar)
     return {
-        "dataset": opts.dataset, "checkpoint": str(out), "sha256": digest, "model_run_id": run_id, "arch": opts.arch,
+        "dataset": opts.dataset, "checkpoint": str(out), "sha256": digest, "model_run_id": run_id, "arch": cfg.arch,
         "counts": sidecar["counts"], "best_epoch": result.best_epoch, "val_metrics": {k: v for k, v in result.best_metrics.items() if k != "confusion_matrix"},
         "test_metrics": {k: v for k, v in (test_metrics or {}).items() if k != "confusion_matrix"} or None,
         "temperature": temperature, "ece": ece, "oof": sidecar["oof"] | {"samples": 0 if oof_probs is None else len(oof_probs)},

@@ -55,10 +55,8 @@ def phash(gray: np.ndarray) -> int:
     small = cv2.resize(gray.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
     low = cv2.dct(small)[:8, :8].flatten()
     bits = low[1:] > np.median(low[1:])  # drop DC: brightness alone must not matter
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
-    return value << 1  # 63 bits used; keep the width at 64
+    # 63 bits, most significant first, padded with one 0 bit to 64
+    return int.from_bytes(np.packbits(np.r_[bits, False]).tobytes(), "big")
 
 
 def _to_gray(img: Image.Image, notes: list[str]) -> np.ndarray:

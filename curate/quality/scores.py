@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
-__all__ = ["score_faces", "quality_reasons", "QUALITY_REASONS"]
-
-QUALITY_REASONS = ("blur", "occlusion")
+__all__ = ["score_faces", "quality_reasons"]
 
 
 def score_faces(net, faces: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -37,6 +33,3 @@ def quality_reasons(blur: float | None, occlusion: float | None, blur_max: float
         reasons.append("occlusion")
     return reasons
 
-
-def reasons_for(blur: Sequence[float | None], occlusion: Sequence[float | None], blur_max: float, occlusion_max: float) -> list[list[str]]:
-    return [quality_reasons(b, o, blur_max, occlusion_max) for b, o in zip(blur, occlusion)]

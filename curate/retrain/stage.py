@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from curate.exceptions import CurateError
+from curate.models.retrain import RetrainConfig
 from curate.taxonomy import EMOTIONS
 
 __all__ = ["RetrainOptions", "run_retrain"]
@@ -18,22 +19,13 @@ __all__ = ["RetrainOptions", "run_retrain"]
 
 @dataclass
 class RetrainOptions:
+    """What to train (``config``) plus where the teacher, the resume state and the output are."""
+
     dataset: str
-    arch: str = "mobilenetv2_100"
-    weights: str | None = None
-    image_size: int = 64
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    balance: str = "oversample"
-    distill: bool = False
+    config: RetrainConfig = field(default_factory=RetrainConfig)
     teacher: Path | None = None
     resume: Path | None = None
     out: Path | None = None
-    device: str = "auto"
-    workers: int = 0
-    seed: int = 0
-    max_steps_per_epoch: int | None = None
 
 
 def _teacher_logits(opts: RetrainOptions, url: str, rows: list, say: Callable[[str], None]) -> np.ndarray:
@@ -55,36 +47,35 @@ def _teacher_logits(opts: RetrainOptions, url: str, rows: list, say: Callable[[s
     path = opts.teacher or latest_teacher(url, opts.dataset)
     model, side = load_checkpoint(path)
     say(f"distillation: teacher {path.name} forward pass over {len(rows)} samples")
-    logits, _ = predict(model, rows, side["classes"], Preprocess.from_dict(side["preprocess"]), opts.batch_size, opts.device, opts.workers)
+    cfg = opts.config
+    logits, _ = predict(model, rows, side["classes"], Preprocess.from_dict(side["preprocess"]), cfg.batch_size, cfg.device, cfg.workers)
     return logits
 
 
 def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     from curate.models.report import write_report
-    from curate.models.retrain import RetrainConfig, retrain
+    from curate.models.retrain import retrain
     from curate.prelabel import records
     from curate.prelabel.teacher import training_rows
     from curate.retrain import registry
 
     started = time.monotonic()
+    cfg = opts.config
     classes = list(EMOTIONS)
-    train, val, test = training_rows(opts.dataset, url, opts.seed)
-    cfg = RetrainConfig(arch=opts.arch, weights=opts.weights, image_size=opts.image_size, epochs=opts.epochs, batch_size=opts.batch_size,
-                        lr=opts.lr, seed=opts.seed, workers=opts.workers, device=opts.device, max_steps_per_epoch=opts.max_steps_per_epoch,
-                        balance=opts.balance, distill=opts.distill)
+    train, val, test = training_rows(opts.dataset, url, cfg.seed)
     if opts.resume is not None:
         if not opts.resume.is_file():
             raise CurateError(f"{opts.resume}: no resume state (expected state.pt of an earlier run)")
         out_dir = opts.resume.parent
     else:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out_dir = (opts.out or home / "checkpoints" / opts.dataset) / f"retrain-{opts.arch}-{stamp}"
-    teacher = _teacher_logits(opts, url, train, say) if opts.distill else None
+        out_dir = (opts.out or home / "checkpoints" / opts.dataset) / f"retrain-{cfg.arch}-{stamp}"
+    teacher = _teacher_logits(opts, url, train, say) if cfg.distill else None
     snapshot = records.label_snapshot_id(url)
     run_id = registry.start_run(url, opts.dataset, cfg, out_dir, opts.resume is not None)
     extra = {"kind": "retrain", "dataset": opts.dataset, "label_snapshot_id": snapshot, "model_run_id": run_id,
              "counts": {"train": len(train), "val": len(val), "test": len(test)}}
-    say(f"retraining {opts.arch} on {len(train)} faces (val {len(val)}), balance={opts.balance}, distill={opts.distill}")
+    say(f"retraining {cfg.arch} on {len(train)} faces (val {len(val)}), balance={cfg.balance}, distill={cfg.distill}")
 
     def on_epoch(record: dict[str, Any], ckpt: Path) -> None:
         registry.register_checkpoint(url, run_id, opts.dataset, ckpt, record["epoch"], snapshot, record["val"])
@@ -94,13 +85,13 @@ def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str],
     best = out_dir / f"epoch-{result['best_epoch']:03d}.safetensors"
     registry.mark_best(url, run_id, best)
     best_metrics = result["history"][result["best_epoch"] - 1]["val"]
-    report = write_report(out_dir / "report.png", classes, best_metrics, result["history"], f"{opts.arch} on {opts.dataset}")
+    report = write_report(out_dir / "report.png", classes, best_metrics, result["history"], f"{cfg.arch} on {opts.dataset}")
     registry.finish_run(url, run_id, result)
     return {
         "dataset": opts.dataset, "model_run_id": run_id, "out_dir": str(out_dir), "best_checkpoint": str(out_dir / "best.safetensors"),
         "best_epoch": result["best_epoch"], "resumed_from_epoch": result["started_at_epoch"] if opts.resume else None,
-        "val_metrics": {k: v for k, v in best_metrics.items() if k != "confusion_matrix"}, "balance": opts.balance,
+        "val_metrics": {k: v for k, v in best_metrics.items() if k != "confusion_matrix"}, "balance": cfg.balance,
         "class_counts_before": result["class_counts_before"], "class_counts_after": result["class_counts_after"],
-        "distill": opts.distill, "report": str(report), "train_images_per_s": round(result["train_images_per_s"], 1),
+        "distill": cfg.distill, "report": str(report), "train_images_per_s": round(result["train_images_per_s"], 1),
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Union
+from typing import Any, Callable, Iterator, Union
 
 from curate.exceptions import CurateError
 
 __all__ = [
-    "IMAGE_EXTS",
     "SPLIT_NAMES",
     "SourceRecord",
     "Rejection",
@@ -23,12 +22,10 @@ __all__ = [
     "Layout",
     "SourceError",
     "iter_files",
-    "is_image_name",
     "split_name",
     "rel",
 ]
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 #: Folder names that mean a split, in the spellings the re-packs use.
 SPLIT_NAMES = {
     "train": "train", "training": "train", "train_set": "train",
@@ -80,11 +77,6 @@ class Layout:
     description: str
     detect: Callable[[Path], bool]
     read: Callable[[Path, str], Iterator[Item]]
-
-
-def is_image_name(name: str) -> bool:
-    """By extension only; used where a folder mixes images and annotation files."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTS
 
 
 def iter_files(root: Path) -> Iterator[Path]:

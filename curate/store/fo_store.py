@@ -11,11 +11,9 @@ Saved views kept in step with the fields:
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from typing import Any
 
-__all__ = ["fo", "load_dataset", "open_dataset", "existing_filepaths", "ensure_views", "add_samples", "VIEW_NAMES"]
-
-VIEW_NAMES = ("curated", "quality_rejected", "duplicates", "leakage")
+__all__ = ["fo", "load_dataset", "declare_schema", "existing_filepaths", "ensure_views", "add_samples"]
 
 
 def fo():  # noqa: ANN201 - the fiftyone module, imported on first use with quiet settings
@@ -65,9 +63,6 @@ def declare_schema(ds) -> None:  # noqa: ANN001
         ds.add_sample_field("cross_split_duplicate", f.BooleanField)
 
 
-open_dataset = load_dataset
-
-
 def existing_filepaths(ds) -> set[str]:  # noqa: ANN001
     return set(ds.distinct("filepath")) if len(ds) else set()
 
@@ -91,13 +86,3 @@ def ensure_views(ds) -> None:  # noqa: ANN001
     for name, view in views.items():
         ds.save_view(name, view, overwrite=True)
 
-
-def set_values_by_id(ds, field: str, values: dict[str, Any]) -> None:  # noqa: ANN001
-    """Write ``{sample id: value}`` in one bulk operation."""
-    if values:
-        ds.set_values(field, values, key_field="id")
-
-
-def clear_field(ds, field: str, keep: Iterable[str] = ()) -> None:  # noqa: ANN001
-    if field in ds.get_field_schema():
-        ds.set_field(field, None).save(field)
