@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 
 from curate.sources import Rejection, SourceError, SourceRecord, open_source
-from curate.sources import generic
 from tests import builders
 
 
-def _read(kind: str, root: Path, split: str = "all"):  # noqa: ANN202
-    layout, items = open_source(kind, root, split)
+def _read(kind: str, root: Path, split: str = "all", media: Path | None = None):  # noqa: ANN202
+    layout, items = open_source(kind, root, split, media)
     items = list(items)
     records = {r.rel_path: r for r in items if isinstance(r, SourceRecord)}
     rejections = {r.rel_path: r for r in items if isinstance(r, Rejection)}
@@ -43,8 +42,7 @@ def test_layout_labels_splits_and_faults(tmp_path: Path, kind: str, builder, lay
 
 def test_fer2013_csv_rows_become_png_files(tmp_path: Path) -> None:
     built = builders.fer2013_csv(tmp_path / "fer")
-    generic.media_dir_for["fer2013"] = tmp_path / "media"
-    layout, records, rejections = _read("fer2013", built.root / "fer2013.csv")
+    layout, records, rejections = _read("fer2013", built.root / "fer2013.csv", media=tmp_path / "media")
     assert layout.name == "csv"
     assert {p: (r.label, r.split) for p, r in records.items()} == built.expected
     assert {p: r.reason for p, r in rejections.items()} == built.rejected

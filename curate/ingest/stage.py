@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterable, Iterator
 
 from curate.ingest.worker import Job, Outcome, init_worker, process_chunk
 from curate.sources import Rejection, SourceRecord, open_source
-from curate.sources import generic as generic_sources
 from curate.taxonomy import AFFECTNET_NON_EMOTION
 
 __all__ = ["IngestOptions", "ingest", "DEFAULT_NEAR_DUPLICATE_DISTANCE"]
@@ -149,8 +148,7 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
     from curate.store.sql import ledger, session
 
     started = time.monotonic()
-    generic_sources.media_dir_for["fer2013"] = home / "media" / options.dataset
-    layout, items = open_source(options.kind, options.root, options.split)
+    layout, items = open_source(options.kind, options.root, options.split, media=home / "media" / options.dataset)
     session.require_schema(url)
     with session.session_scope(url) as db:
         dataset_id = ledger.get_or_create_dataset(db, options.dataset, f"{options.kind}/{layout.name}", str(options.root.absolute())).id

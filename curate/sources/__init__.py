@@ -46,10 +46,12 @@ def detect(dataset: str, root: Path) -> Layout:
     raise SourceError(f"{root}: no {dataset} layout found. Looked for: {tried}. Found: {_describe(root)}")
 
 
-def open_source(dataset: str, root: Path, split: str = "all") -> tuple[Layout, Iterator[Item]]:
-    """Detect the layout and return it with its (lazy) stream of records and rejections."""
+def open_source(dataset: str, root: Path, split: str = "all", media: Path | None = None) -> tuple[Layout, Iterator[Item]]:
+    """Detect the layout and return it with its (lazy) stream of records and rejections.
+
+    ``media``: where images that exist only inside an annotation file (fer2013.csv pixels) are written."""
     if split not in ("all", "train", "val", "test"):
         raise SourceError(f"split {split!r} must be train, val, test or all")
     root = root.expanduser().absolute()
     layout = detect(dataset, root)
-    return layout, layout.read(root, split)
+    return layout, layout.read(root, split, media)

@@ -70,13 +70,15 @@ Item = Union[SourceRecord, Rejection]
 
 @dataclass(frozen=True)
 class Layout:
-    """A registered on-disk layout: ``detect(root)`` says whether it fits, ``read(root, split)`` yields items."""
+    """A registered on-disk layout: ``detect(root)`` says whether it fits, ``read(root, split, media)`` yields items.
+
+    ``media`` is where a layout that stores pixels in an annotation file (fer2013.csv) writes them as images."""
 
     dataset: str  # affectnet, fer2013, ckplus, rafdb, folder
     name: str
     description: str
     detect: Callable[[Path], bool]
-    read: Callable[[Path, str], Iterator[Item]]
+    read: Callable[[Path, str, Path | None], Iterator[Item]]
 
 
 def iter_files(root: Path) -> Iterator[Path]:

@@ -52,7 +52,7 @@ def _landmarks(text: str) -> list[tuple[float, float]] | None:
     return list(zip(values[0::2], values[1::2]))
 
 
-def _read_original(root: Path, split: str) -> Iterator[Item]:
+def _read_original(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     images, csvs = _find_original(root)
     assert images is not None
     annotated: set[str] = set()
@@ -128,7 +128,7 @@ def _load_scalar(path: Path) -> str:
     return str(value.reshape(-1)[0]) if value.size else ""
 
 
-def _read_npy(root: Path, split: str) -> Iterator[Item]:
+def _read_npy(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     import numpy as np
 
     for split_key, folder in _npy_splits(root).items():
@@ -215,7 +215,7 @@ def _labels_csv(root: Path, split_dir: Path) -> dict[str, tuple[str, str]]:
     return table
 
 
-def _read_class_folders(root: Path, split: str) -> Iterator[Item]:
+def _read_class_folders(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     for dir_name, split_dir in _class_split_dirs(root).items():
         split_key = split_name(dir_name)
         if split not in ("all", split_key):
@@ -251,7 +251,7 @@ def _detect_yolo(root: Path) -> bool:
     return (root / "data.yaml").is_file()
 
 
-def _read_yolo(root: Path, split: str) -> Iterator[Item]:
+def _read_yolo(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     import yaml
 
     spec = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8")) or {}

@@ -12,7 +12,7 @@ import numpy as np
 from curate import taxonomy as tx
 from curate.sources._base import Item, Layout, Rejection, SourceRecord, iter_files, rel, split_name
 
-__all__ = ["LAYOUTS", "media_dir_for"]
+__all__ = ["LAYOUTS"]
 
 
 def _folder_label(name: str | None, table: dict[str, str] | None = None) -> str | None:
@@ -41,8 +41,6 @@ def _split_dirs(root: Path) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- FER2013
 _USAGE = {"Training": "train", "PublicTest": "test", "PrivateTest": "test"}
-#: Where pixel rows of fer2013.csv become PNG files (set by the ingest stage; CURATE_HOME/media/<dataset>).
-media_dir_for: dict[str, Path] = {}
 
 
 def _fer_csv(root: Path) -> Path | None:
@@ -68,11 +66,11 @@ def _write_png_atomic(path: Path, pixels: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def _read_fer_csv(root: Path, split: str) -> Iterator[Item]:
-    """Each csv row becomes a PNG (written once, atomically) under the dataset's media folder."""
+def _read_fer_csv(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
+    """Each csv row becomes a PNG (written once, atomically) under ``media`` (ingest: CURATE_HOME/media/<dataset>)."""
     csv_path = _fer_csv(root)
     assert csv_path is not None
-    media = media_dir_for.get("fer2013", csv_path.parent / "fer2013-images")
+    media = media or csv_path.parent / "fer2013-images"
     with open(csv_path, newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"emotion", "pixels"} <= set(reader.fieldnames):
@@ -113,7 +111,7 @@ def _detect_fer_folders(root: Path) -> bool:
     return "train" in dirs and any((dirs["train"] / c).is_dir() for c in ("angry", "happy", "neutral"))
 
 
-def _read_fer_folders(root: Path, split: str) -> Iterator[Item]:
+def _read_fer_folders(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     for split_key, top in _split_dirs(root).items():
         if split not in ("all", split_key):
             continue
@@ -138,7 +136,7 @@ def _detect_ckplus(root: Path) -> bool:
     return top.is_dir() and any((top / c).is_dir() for c in ("sadness", "contempt", "anger"))
 
 
-def _read_ckplus(root: Path, split: str) -> Iterator[Item]:
+def _read_ckplus(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     if split not in ("all", "train"):
         return
     for item in _class_folder_records(root, _ck_top(root), "train", tx.CKPLUS):
@@ -162,7 +160,7 @@ def _detect_rafdb(root: Path) -> bool:
     return _raf_list(root) is not None
 
 
-def _read_rafdb(root: Path, split: str) -> Iterator[Item]:
+def _read_rafdb(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     listing = _raf_list(root)
     assert listing is not None
     base = listing.parent.parent
@@ -201,7 +199,7 @@ def _read_rafdb(root: Path, split: str) -> Iterator[Item]:
 
 
 # ---------------------------------------------------------------- plain folders
-def _read_folder(root: Path, split: str) -> Iterator[Item]:
+def _read_folder(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     """<split>/<class>/*, <class>/* or unlabeled images anywhere below the root."""
     splits = _split_dirs(root)
     if splits:
