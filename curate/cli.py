@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from curate import __version__
-from curate.commands import app as app_cmd, db, errors, evaluate, ingest, labelstudio, models, quality, retrain, run, status
+from curate.commands import app as app_cmd, db, errors, evaluate, ingest, labelstudio, models, quality, retrain, review, run, status
 
 app = typer.Typer(
     name="curate",
@@ -32,6 +32,7 @@ app.command("errors")(errors.errors)
 app.command("app")(app_cmd.app)
 app.command("run")(run.run)
 app.add_typer(labelstudio.app, name="labelstudio")
+app.add_typer(review.app, name="review")
 app.add_typer(db.app, name="db")
 app.command("status")(status.status)
 

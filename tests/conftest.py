@@ -32,7 +32,9 @@ for _name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "CURATE_DB_URL"):
 def curate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "curate-home"
     monkeypatch.setenv("CURATE_HOME", str(home))
-    for name in [n for n in os.environ if n.startswith("CURATE_") and n != "CURATE_HOME"]:
+    # Settings must not leak in from the machine; a shared Label Studio install and test switches may.
+    keep = {"CURATE_HOME", "CURATE_LABEL_STUDIO_VENV", "CURATE_TEST_KEEP_FO_DB", "CURATE_TEST_PG_URL"}
+    for name in [n for n in os.environ if n.startswith("CURATE_") and n not in keep]:
         monkeypatch.delenv(name)
     return home
 
@@ -127,3 +129,42 @@ def ingest_unfiltered(tmp_path: Path, kind: str, root: Path, name: str) -> tuple
     url = f"sqlite:///{home / 'curate.db'}"
     ingest(IngestOptions(kind=kind, root=root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
     return name, home, url
+
+
+LS_VENV = Path(os.environ.get("CURATE_LABEL_STUDIO_VENV") or REPO / ".ls-venv")
+
+
+@pytest.fixture(scope="session")
+def label_studio_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated Label Studio data dir with its admin and token: the first start (~35 s) happens once per session."""
+    if not (LS_VENV / "bin" / "label-studio").is_file():
+        pytest.skip(f"Label Studio not installed at {LS_VENV} (`make test` installs it; or set CURATE_LABEL_STUDIO_VENV)")
+    os.environ["CURATE_LABEL_STUDIO_VENV"] = str(LS_VENV)
+    from curate.review import server
+
+    home = tmp_path_factory.mktemp("ls-template")
+    server.serve(home, _free_port(), home, timeout=300)
+    server.stop(home)
+    return home / "label-studio"
+
+
+@pytest.fixture
+def label_studio(label_studio_template: Path) -> Iterator:
+    """Start a real server for one test from a copy of the template: ``start(home, data_root) -> serve() summary + token``."""
+    from curate.review import server
+
+    started: list[Path] = []
+
+    def start(home: Path, data_root: Path) -> dict:
+        target = home / "label-studio"
+        if not target.exists():
+            shutil.copytree(label_studio_template, target, ignore=shutil.ignore_patterns("server.json", "server.log"))
+        info = server.serve(home, _free_port(), data_root, timeout=120)
+        started.append(home)
+        import json
+
+        return {**info, "token": json.loads((target / "credentials.json").read_text())["token"], "home": home}
+
+    yield start
+    for home in started:
+        server.stop(home)

@@ -61,11 +61,13 @@ def _dialect_insert(session: Session):  # noqa: ANN202
     return insert
 
 
-def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING, for both SQLite and PostgreSQL."""
+def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str] | None) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, for both SQLite and PostgreSQL (``conflict`` None: any unique constraint)."""
     if not rows:
         return
-    session.execute(_dialect_insert(session)(table).on_conflict_do_nothing(index_elements=list(conflict)), list(rows))
+    stmt = _dialect_insert(session)(table)
+    stmt = stmt.on_conflict_do_nothing() if conflict is None else stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    session.execute(stmt, list(rows))
 
 
 def register_samples(session: Session, dataset_id: int, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Enum,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -36,6 +37,7 @@ __all__ = [
     "Sample",
     "LabelEvent",
     "ReviewTask",
+    "ReviewResult",
     "ModelRun",
     "Checkpoint",
     "WorkflowRun",
@@ -141,6 +143,26 @@ class ReviewTask(Base):
     priority: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ReviewResult(Base):
+    """One per review task: the labels at push time and what the humans decided at the latest pull.
+
+    ``annotations_sig`` fingerprints the task's annotations (ids and edit times), so a pull skips
+    tasks nobody touched since the previous one."""
+
+    __tablename__ = "review_results"
+
+    review_task_id: Mapped[int] = mapped_column(ForeignKey("review_tasks.id", ondelete="CASCADE"), primary_key=True)
+    label_at_push: Mapped[str | None] = mapped_column(String(50))
+    model_label: Mapped[str | None] = mapped_column(String(50))
+    model_confidence: Mapped[float | None] = mapped_column(Float)
+    human_label: Mapped[str | None] = mapped_column(String(50))
+    votes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    agreement: Mapped[float | None] = mapped_column(Float)
+    conflict: Mapped[bool] = mapped_column(Boolean, default=False)
+    annotations_sig: Mapped[str | None] = mapped_column(String(64))
+    pulled_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class ModelRun(Base):

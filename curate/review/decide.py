@@ -1,0 +1,68 @@
+"""From a task's annotations to one decision. Pure, so every rule below has a direct test.
+
+- Each annotator counts once, with their latest annotation (an edit replaces their earlier answer).
+- A skipped (cancelled) annotation is no vote. A task whose annotators all skipped is ``skipped``.
+- The label with the most votes wins. A tie is a ``conflict``: no label is decided and the task
+  stays open for another annotator (Label Studio's overlap setting), flagged in ``curate review status``.
+- ``signature`` fingerprints every annotation (id, edit time, cancelled), so a pull can tell at once
+  that nothing happened to a task since the previous pull.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from curate.review.project import chosen_label
+
+__all__ = ["Decision", "decide"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: str  # "done", "skipped", "conflict" or "pending" (nobody answered yet)
+    label: str | None
+    votes: dict[str, int] = field(default_factory=dict)
+    agreement: float | None = None  # share of votes for the winning (or tied-top) label
+    voters: tuple[str, ...] = ()  # annotators who chose the decided label
+    annotation_id: int | None = None  # the latest annotation that chose the decided label
+    decided_at: dt.datetime | None = None
+    signature: str = ""
+
+
+def _when(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _annotator(annotation: Mapping[str, Any]) -> str:
+    who = annotation.get("completed_by")
+    if isinstance(who, Mapping):
+        return str(who.get("email") or who.get("id"))
+    return f"user:{who}"
+
+
+def decide(annotations: Sequence[Mapping[str, Any]]) -> Decision:
+    signature = hashlib.sha256(
+        "|".join(sorted(f"{a['id']}@{_when(a['updated_at']).isoformat()}:{bool(a.get('was_cancelled'))}" for a in annotations)).encode()
+    ).hexdigest()[:32]
+    latest: dict[str, Mapping[str, Any]] = {}
+    for a in sorted(annotations, key=lambda a: (_when(a["updated_at"]), a["id"])):
+        latest[_annotator(a)] = a
+    answers = {who: chosen_label(a.get("result")) for who, a in latest.items() if not a.get("was_cancelled")}
+    answers = {who: label for who, label in answers.items() if label is not None}
+    if not answers:
+        skipped = any(a.get("was_cancelled") for a in latest.values())
+        return Decision("skipped" if skipped else "pending", None, signature=signature)
+    votes = Counter(answers.values())
+    (top, top_n), *rest = votes.most_common()
+    agreement = top_n / sum(votes.values())
+    if rest and rest[0][1] == top_n:
+        return Decision("conflict", None, dict(votes), agreement, signature=signature)
+    voters = tuple(sorted(who for who, label in answers.items() if label == top))
+    deciding = max((latest[w] for w in voters), key=lambda a: (_when(a["updated_at"]), a["id"]))
+    return Decision("done", top, dict(votes), agreement, voters, int(deciding["id"]), _when(deciding["updated_at"]), signature)

@@ -1,0 +1,53 @@
+"""FiftyOne mirrors the review outcome so people can browse it; SQL stays the truth.
+
+Fields: ``review_status`` (pending, done, skipped, conflict), ``reviewed`` (a human decided the
+label), ``review_agreement`` (share of annotators who chose the decided label), ``review_conflict``
+(annotators tied) and ``label`` (the current label, rebuilt from the ledger). Saved views:
+``to_review``, ``reviewed``, ``review_conflicts``, ``relabeled`` (humans changed the label).
+
+No field here may contain ``_state``: FiftyOne 1.22 takes any saved view whose stages contain that
+substring for a generated view, and overwriting it marks the *dataset* non-persistent, so it is
+deleted when the database next shuts down (``_handle_delete_generated_saved_view``). Hence
+``review_status``, and a test that re-saves the views and checks the dataset is still persistent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+__all__ = ["mirror_states", "REVIEW_FIELDS"]
+
+REVIEW_FIELDS = {"review_status": "string", "reviewed": "bool", "review_agreement": "float", "review_conflict": "bool", "label_before_review": "string"}
+
+
+def _declare(ds) -> None:  # noqa: ANN001
+    import fiftyone as fo
+
+    kinds = {"string": fo.StringField, "bool": fo.BooleanField, "float": fo.FloatField}
+    schema = ds.get_field_schema()
+    for name, kind in REVIEW_FIELDS.items():
+        if name not in schema:
+            ds.add_sample_field(name, kinds[kind])
+
+
+def mirror_states(dataset: str, updates: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str] | None = None) -> None:
+    """Set review fields per sample uid (and ``label`` for ``labels``), then refresh the saved views."""
+    from curate.store import fo_store
+
+    ds = fo_store.load_dataset(dataset, create=False)  # first: fo_store sets FiftyOne's quiet settings before the import
+    from fiftyone import ViewField as F
+
+    _declare(ds)
+    existing = set(ds.distinct("sample_uid"))
+    fields = sorted({f for u in updates.values() for f in u})
+    for name in fields:
+        values = {uid: u[name] for uid, u in updates.items() if name in u and uid in existing}
+        if values:
+            ds.set_values(name, values, key_field="sample_uid")
+    if labels:
+        f = fo_store.fo()
+        ds.set_values("label", {uid: f.Classification(label=l) for uid, l in labels.items() if uid in existing}, key_field="sample_uid")
+    ds.save_view("to_review", ds.match(F("review_status").is_in(["pending", "conflict"])), overwrite=True)
+    ds.save_view("reviewed", ds.match(F("reviewed") == True), overwrite=True)  # noqa: E712
+    ds.save_view("review_conflicts", ds.match(F("review_conflict") == True), overwrite=True)  # noqa: E712
+    ds.save_view("relabeled", ds.match((F("reviewed") == True) & (F("label.label") != F("label_before_review"))), overwrite=True)  # noqa: E712

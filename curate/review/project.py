@@ -1,0 +1,67 @@
+"""What a reviewer sees: one Label Studio project per dataset, its labeling config and the task payload.
+
+The config shows the face large, a context line (the dataset's label and the model's guess) and the
+eight emotions as single-choice buttons with hotkeys 1-8, so a reviewer can keep one hand on the
+keyboard. The model's guess is also attached as a pre-annotation, so accepting it is one click.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from curate.taxonomy import EMOTIONS
+
+__all__ = ["FROM_NAME", "TO_NAME", "project_title", "label_config", "choice_result", "chosen_label", "task_payload"]
+
+FROM_NAME = "emotion"
+TO_NAME = "image"
+
+
+def project_title(dataset: str) -> str:
+    return f"curate: {dataset}"
+
+
+def label_config() -> str:
+    choices = "\n".join(f'    <Choice value={quoteattr(e)} hotkey="{i}"/>' for i, e in enumerate(EMOTIONS, start=1))
+    return f"""<View>
+  <Header value="$context" size="5"/>
+  <Image name="{TO_NAME}" value="$image" zoom="true" maxWidth="480px"/>
+  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single-radio" showInline="true" required="true">
+{choices}
+  </Choices>
+</View>"""
+
+
+def choice_result(label: str) -> list[dict[str, Any]]:
+    """The result JSON of picking ``label`` (used for pre-annotations)."""
+    return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [label]}}]
+
+
+def chosen_label(result: list[dict[str, Any]] | None) -> str | None:
+    """The emotion picked in an annotation result, or None (empty, another control, unknown value)."""
+    for region in result or []:
+        if region.get("from_name") == FROM_NAME and region.get("type") == "choices":
+            picked = (region.get("value") or {}).get("choices") or []
+            if len(picked) == 1 and picked[0] in EMOTIONS:
+                return picked[0]
+    return None
+
+
+def task_payload(sample_uid: str, image_url: str, dataset_label: str | None, model_label: str | None, model_confidence: float | None,
+                 reason: str, model_version: str) -> dict[str, Any]:
+    """One importable task: data for the UI plus the model's guess as a prediction."""
+    guess = f"{model_label} ({100 * model_confidence:.0f} %)" if model_label and model_confidence is not None else "none"
+    task: dict[str, Any] = {
+        "data": {
+            "image": image_url,
+            "sample_id": sample_uid,
+            "dataset_label": dataset_label or "",
+            "model_label": model_label or "",
+            "reason": reason,
+            "context": f"Dataset label: {dataset_label or 'none'} | Model: {guess} | Why: {reason.replace('+', ', ')}",
+        }
+    }
+    if model_label:
+        task["predictions"] = [{"model_version": model_version, "score": float(model_confidence or 0.0), "result": choice_result(model_label)}]
+    return task

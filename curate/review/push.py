@@ -1,0 +1,202 @@
+"""`curate review push`: send the samples most worth a human look to Label Studio.
+
+Crash safety: tasks are created first and recorded second, batch by batch, so a review_tasks row
+always names a task the server confirmed. A push killed between the two leaves tasks the ledger does
+not know; the next push (or pull) adopts them by their ``sample_id`` instead of creating them again.
+One push per dataset runs at a time (a lock file in CURATE_HOME), so two pushes cannot race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from curate.exceptions import CurateError
+from curate.review import project as proj
+from curate.review.client import ReviewServer
+from curate.review.records import PushedTask
+from curate.review.routing import Candidate, Routed, route
+
+__all__ = ["push", "adopt_orphans", "image_roots", "review_lock"]
+
+
+@contextlib.contextmanager
+def review_lock(home: Path, dataset: str) -> Iterator[None]:
+    """Serialize pushes of one dataset on this machine (flock is released even on kill -9)."""
+    path = home / "locks" / f"review-{dataset}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def image_roots(dataset_root: str | None, home: Path, dataset: str) -> list[Path]:
+    """Folders a dataset's images may live in: the ingested root, and the media folder of csv-only pixels."""
+    roots = [Path(dataset_root)] if dataset_root else []
+    roots.append(home / "media" / dataset)
+    return [Path(os.path.realpath(r)) for r in roots]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _model_version(db, dataset_id: int) -> str:  # noqa: ANN001
+    from sqlalchemy import select
+
+    from curate.store.sql.models import ModelRun
+
+    run = db.scalars(select(ModelRun).where(ModelRun.kind == "prelabel", ModelRun.dataset_id == dataset_id).order_by(ModelRun.id.desc())).first()
+    return f"{run.architecture}@{(run.weights_hash or '')[:12]}" if run else "unknown"
+
+
+def _candidates(dataset: str, current: dict[str, str]) -> tuple[list[Candidate], dict[str, str]]:
+    """(candidates from the curated view, uid -> filepath)."""
+    from curate.store import fo_store
+
+    ds = fo_store.load_dataset(dataset, create=False)
+    schema = ds.get_field_schema()
+    if "prelabel" not in schema and "label_issue" not in schema:
+        raise CurateError(f"dataset {dataset!r}: no predictions to route by; run `curate prelabel` (and `curate errors`) first")
+    view = ds.load_saved_view("curated") if ds.has_saved_view("curated") else ds.view()
+    fields = ["sample_uid", "filepath", "prelabel.label", "prelabel.confidence", "label_issue", "label_quality"]
+    present = [f for f in fields if f.split(".")[0] in schema]
+    values = dict(zip(present, view.values(present)))
+    n = len(values["sample_uid"])
+    col = {f: values.get(f, [None] * n) for f in fields}
+    candidates = [
+        Candidate(uid, current.get(uid), model, conf, bool(issue), quality)
+        for uid, model, conf, issue, quality in zip(col["sample_uid"], col["prelabel.label"], col["prelabel.confidence"], col["label_issue"],
+                                                     col["label_quality"])
+    ]
+    return candidates, dict(zip(col["sample_uid"], col["filepath"]))
+
+
+def adopt_orphans(server_tasks: Iterable[Any], db, dataset_id: int, project: int) -> int:  # noqa: ANN001
+    """Record tasks that exist on the server but not in the ledger (a push killed mid-way). Returns the count."""
+    from curate.review.records import known_tasks, record_pushed, sample_ids
+
+    known_ids = {t.ls_task_id for t, _ in known_tasks(db, dataset_id, project).values()}
+    ids = sample_ids(db, dataset_id)
+    orphans = []
+    for task in server_tasks:
+        data = task.data or {}
+        uid = data.get("sample_id")
+        if task.id in known_ids or uid not in ids:
+            continue
+        prediction = (task.predictions or [None])[0]
+        orphans.append(PushedTask(uid, task.id, data.get("reason") or "adopted", None, data.get("dataset_label") or None,
+                                  data.get("model_label") or None, getattr(prediction, "score", None)))
+    return record_pushed(db, dataset_id, project, orphans)
+
+
+def ensure_project(server: ReviewServer, dataset: str) -> tuple[int, bool]:
+    title = proj.project_title(dataset)
+    found = server.find_project(title)
+    if found is not None:
+        return found, False
+    description = f"Review of dataset {dataset!r}: pick the emotion shown (keys 1-8). The model's guess is pre-selected; Skip if unsure."
+    return server.create_project(title, proj.label_config(), description), True
+
+
+def push(settings, dataset: str, threshold: float, limit: int | None, batch_size: int = 100,  # noqa: ANN001, PLR0913
+         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    from curate.review.client import connect
+    from curate.review.records import known_tasks, record_pushed, sample_ids
+    from curate.store.sql import ledger, session
+
+    url = settings.database_url
+    session.require_schema(url)
+    with session.session_scope(url) as db:
+        found = ledger.find_dataset(db, dataset)
+        if found is None:
+            raise CurateError(f"dataset {dataset!r} is not in the ledger; run `curate ingest ... --dataset {dataset}` first")
+        dataset_id, dataset_root = found.id, found.root
+        uid_of = {sid: uid for uid, sid in sample_ids(db, dataset_id).items()}
+        current = {uid_of[sid]: label for sid, (label, _) in ledger.current_labels(db, dataset_id).items() if sid in uid_of}
+        model_version = _model_version(db, dataset_id)
+    candidates, filepaths = _candidates(dataset, current)
+    server = connect(settings)
+    with review_lock(settings.home, dataset):
+        project, created = ensure_project(server, dataset)
+        with session.session_scope(url) as db:
+            adopted = adopt_orphans(server.iter_tasks(project), db, dataset_id, project)
+            in_review = set(known_tasks(db, dataset_id, project))
+        queue = route(candidates, threshold, exclude=in_review, limit=None)
+        roots = image_roots(dataset_root, settings.home, dataset)
+        files_root = Path(os.path.realpath(server.endpoint.files_root)) if server.endpoint.files_root else None
+        refused: list[dict[str, str]] = []
+        sendable: list[tuple[Routed, Path]] = []
+        for item in queue:
+            if limit is not None and len(sendable) >= limit:
+                break
+            real = Path(os.path.realpath(filepaths[item.uid]))
+            if not any(_inside(real, r) for r in roots):
+                refused.append({"path": filepaths[item.uid], "reason": "outside_image_root"})
+            elif not real.is_file():
+                refused.append({"path": filepaths[item.uid], "reason": "missing_file"})
+            else:
+                sendable.append((item, real))
+        by_candidate = {c.uid: c for c in candidates}
+        storages: set[Path] = set()
+        pushed: list[PushedTask] = []
+        mode = {"local_files": 0, "upload": 0}
+        for start in range(0, len(sendable), batch_size):
+            batch = sendable[start : start + batch_size]
+            urls: dict[str, str] = {}
+            to_upload: dict[str, Path] = {}
+            for item, real in batch:
+                if files_root is not None and _inside(real, files_root):
+                    storage = next((r for r in roots if _inside(real, r) and _inside(r, files_root)), files_root)
+                    if storage not in storages:
+                        server.ensure_local_storage(project, storage)
+                        storages.add(storage)
+                    rel = real.relative_to(files_root).as_posix()
+                    urls[item.uid] = "/data/local-files/?d=" + urllib.parse.quote(rel)
+                else:
+                    to_upload[item.uid] = real
+            if to_upload:
+                urls.update(server.upload(project, to_upload))
+            mode["local_files"] += len(batch) - len(to_upload)
+            mode["upload"] += len(to_upload)
+            payloads = []
+            for item, _ in batch:
+                c = by_candidate[item.uid]
+                payloads.append(proj.task_payload(item.uid, urls[item.uid], c.label, c.model_label, c.confidence, item.reason, model_version))
+            task_ids = server.import_tasks(project, payloads)
+            confirmed = [PushedTask(item.uid, tid, item.reason, item.priority, by_candidate[item.uid].label, by_candidate[item.uid].model_label,
+                                    by_candidate[item.uid].confidence) for (item, _), tid in zip(batch, task_ids)]
+            with session.session_scope(url) as db:
+                record_pushed(db, dataset_id, project, confirmed)
+            pushed.extend(confirmed)
+            if progress:
+                progress(len(batch))
+    server.close()
+    _mirror_pending(dataset, [p.uid for p in pushed])
+    routed = [item for item, _ in sendable]
+    return {
+        "dataset": dataset, "server": server.url, "project": project, "project_created": created, "threshold": threshold,
+        "candidates": len(queue) + len(in_review), "already_in_review": len(in_review), "adopted_from_interrupted_push": adopted,
+        "pushed": len(pushed), "left_in_queue": len(queue) - len(routed) - len(refused), "refused": refused,
+        "by_reason": _count(r.reason for r in routed), "by_class": _count(r.group for r in routed), "images": mode,
+        "model_version": model_version,
+    }
+
+
+def _count(values) -> dict[str, int]:  # noqa: ANN001
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _mirror_pending(dataset: str, uids: list[str]) -> None:
+    """FiftyOne: ``review_status`` = pending on pushed samples, and the ``to_review`` view."""
+    from curate.review.mirror import mirror_states
+
+    if uids:
+        mirror_states(dataset, {u: {"review_status": "pending"} for u in uids})

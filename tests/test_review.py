@@ -1,0 +1,307 @@
+"""Human review against a real Label Studio server: push, reviewers simulated through the SDK, pull into
+SQL and FiftyOne, a server given by URL, and the faults (bad token, unreachable, kill -9, restart, races)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import sqlite3
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests import builders
+from tests.conftest import _free_port, ingest_unfiltered, last_json, run_cli, wait_for
+
+_ids = itertools.count()
+
+
+@dataclass
+class ReviewSetup:
+    name: str
+    home: Path
+    url: str  # ledger
+    root: Path  # image root
+    env: dict[str, str]
+    labels: dict[str, str]  # uid -> dataset label
+    model: dict[str, tuple[str, float]]  # uid -> (model label, confidence)
+    issues: set[str]  # uids cleanlab flagged
+    paths: dict[str, str]  # uid -> filepath
+
+    @property
+    def routed(self) -> set[str]:
+        return {u for u, (_, c) in self.model.items() if c < 0.9} | self.issues
+
+
+def _review_dataset(tmp_path: Path, extra=None) -> ReviewSetup:  # noqa: ANN001
+    """28 synthetic faces ingested for real, with teacher predictions and two cleanlab flags stored the way
+    `curate prelabel` and `curate errors` store them (training a teacher here would only cost time)."""
+    from curate.models.manifest import from_dataset
+    from curate.prelabel import records
+    from curate.store import fo_store
+    from curate.taxonomy import EMOTIONS
+
+    built = builders.fer2013_folders(tmp_path / "images", per_class=2)
+    if extra:
+        extra(built.root)
+    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"rv{os.getpid()}_{next(_ids)}")
+    rows = sorted(from_dataset(name, url), key=lambda r: r.uid)
+    n = len(rows)
+    # Confidences 0.30 .. 0.975 in steps of 0.025; the model agrees with the dataset on even rows.
+    conf = np.array([0.1 if os.path.islink(r.path) else 0.3 + 0.025 * i for i, r in enumerate(rows)])
+    model = [r.label if i % 2 == 0 else EMOTIONS[(EMOTIONS.index(r.label) + 1) % 8] for i, r in enumerate(rows)]
+    digest = "cd" * 32
+    run_id, _ = records.prelabel_run(url, name, "resnet50", digest, {})
+    rng = np.random.default_rng(0)
+    records.store_prelabels(url, name, run_id, digest, [r.uid for r in rows], model, conf, rng.normal(size=(n, 8)), rng.normal(size=(n, 4)), {})
+    issues = {rows[-1].uid, rows[-2].uid}  # confident rows: routed only because cleanlab flags them
+    ds = fo_store.load_dataset(name, create=False)
+    ds.set_values("label_issue", {r.uid: r.uid in issues for r in rows}, key_field="sample_uid")
+    ds.set_values("label_quality", {r.uid: (0.02 if r.uid in issues else 0.6) for r in rows}, key_field="sample_uid")
+    env = {"CURATE_HOME": str(home), "CURATE_DB_URL": url}
+    return ReviewSetup(name, home, url, built.root, env, {r.uid: r.label for r in rows},
+                       {r.uid: (m, float(c)) for r, m, c in zip(rows, model, conf)}, issues, {r.uid: r.path for r in rows})
+
+
+def _sdk(info: dict):  # noqa: ANN202
+    from label_studio_sdk import LabelStudio
+
+    return LabelStudio(base_url=info["url"], api_key=info["token"])
+
+
+def _project(ls, name: str) -> int:  # noqa: ANN001
+    return next(p.id for p in ls.projects.list() if p.title == f"curate: {name}")
+
+
+def _tasks(ls, project: int) -> list:  # noqa: ANN001
+    return list(ls.tasks.list(project=project, fields="all"))
+
+
+def _choice(label: str) -> list[dict]:
+    return [{"from_name": "emotion", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
+
+
+def _sql(url: str, query: str) -> list[tuple]:
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
+        return con.execute(query).fetchall()
+
+
+def _other(label: str, *avoid: str) -> str:
+    from curate.taxonomy import EMOTIONS
+
+    return next(e for e in EMOTIONS if e != label and e not in avoid)
+
+
+def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, label_studio) -> None:  # noqa: ANN001, PLR0915
+    setup = _review_dataset(tmp_path)
+    info = label_studio(setup.home, tmp_path)
+    outputs: list[str] = []
+
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = run_cli(*args, env=setup.env, check=check)
+        outputs.extend([proc.stdout, proc.stderr])
+        return proc
+
+    first = last_json(cli("review", "push", "--dataset", setup.name, "--limit", "10", "--json"))
+    assert first["pushed"] == 10 and first["project_created"] and first["images"] == {"local_files": 10, "upload": 0}
+    assert len(first["by_class"]) == 7, "ten places over seven classes: every class gets one"
+    ls = _sdk(info)
+    project = _project(ls, setup.name)
+    tasks = _tasks(ls, project)
+    pushed = {t.data["sample_id"]: t for t in tasks}
+    assert len(tasks) == 10 and set(pushed) <= setup.routed
+    assert setup.issues <= set(pushed), "the likeliest errors (cleanlab flags) go first"
+    # Each task carries the dataset label, the model's guess as a pre-annotation, and an image the server really serves.
+    for uid, task in pushed.items():
+        label, confidence = setup.model[uid]
+        assert task.data["dataset_label"] == setup.labels[uid]
+        (prediction,) = task.predictions
+        assert prediction.result == _choice(label) and prediction.score == pytest.approx(confidence)
+        assert prediction.model_version == "resnet50@cdcdcdcdcdcd"
+        image = httpx.get(info["url"] + task.data["image"], headers={"Authorization": f"Token {info['token']}"})
+        assert image.status_code == 200 and image.content == Path(setup.paths[uid]).read_bytes()
+    assert sorted(_sql(setup.url, "SELECT ls_task_id FROM review_tasks WHERE state='pending'")) == sorted((t.id,) for t in tasks)
+
+    rest = last_json(cli("review", "push", "--dataset", setup.name, "--json"))
+    again = last_json(cli("review", "push", "--dataset", setup.name, "--json"))
+    assert rest["pushed"] == len(setup.routed) - 10 and rest["already_in_review"] == 10
+    assert again["pushed"] == 0 and again["left_in_queue"] == 0
+    tasks = _tasks(ls, project)
+    assert sorted(t.data["sample_id"] for t in tasks) == sorted(setup.routed), "every routed sample exactly once"
+
+    # Reviewers: accept, change, skip, two disagree, three with a 2-1 majority.
+    bob = ls.users.create(email="bob@curate.test", username="bob")
+    carol = ls.users.create(email="carol@curate.test", username="carol")
+    by_uid = {t.data["sample_id"]: t for t in tasks}
+    accept, change, skip, tie, majority = sorted(by_uid)[:5]
+    ls.annotations.create(id=by_uid[accept].id, result=_choice(setup.model[accept][0]))
+    changed_to = _other(setup.labels[change], setup.model[change][0])
+    ls.annotations.create(id=by_uid[change].id, result=_choice(changed_to))
+    ls.annotations.create(id=by_uid[skip].id, result=[], was_cancelled=True)
+    ls.annotations.create(id=by_uid[tie].id, result=_choice("sad"))
+    ls.annotations.create(id=by_uid[tie].id, result=_choice("fear"), completed_by=bob.id)
+    ls.annotations.create(id=by_uid[majority].id, result=_choice("surprise"), completed_by=bob.id)
+    ls.annotations.create(id=by_uid[majority].id, result=_choice("surprise"), completed_by=carol.id)
+    ls.annotations.create(id=by_uid[majority].id, result=_choice("anger"))
+
+    pulled = last_json(cli("review", "pull", "--dataset", setup.name, "--json"))
+    assert (pulled["changed"], pulled["done"], pulled["skipped"], pulled["conflict"], pulled["new_human_labels"]) == (5, 3, 1, 1, 3)
+    events = {uid: row for uid, *row in _sql(setup.url, """
+        SELECT s.uid, e.label, e.actor, e.previous_label, e.ls_task_id, e.ls_annotation_id, e.ls_project_id
+        FROM label_events e JOIN samples s ON s.id = e.sample_id WHERE e.source = 'human'""")}
+    assert set(events) == {accept, change, majority}
+    assert events[accept][:4] == [setup.model[accept][0], "admin@curate.local", setup.labels[accept], by_uid[accept].id]
+    assert events[change][:2] == [changed_to, "admin@curate.local"] and events[change][2] == setup.labels[change]
+    assert events[majority][:2] == ["surprise", "bob@curate.test,carol@curate.test"]
+    assert all(e[5] == project and e[4] for e in events.values()), "Label Studio project and annotation ids are recorded"
+    states = dict(_sql(setup.url, "SELECT s.uid, t.state FROM review_tasks t JOIN samples s ON s.id = t.sample_id"))
+    assert (states[accept], states[skip], states[tie]) == ("done", "skipped", "pending")
+    current = dict(_sql(setup.url, "SELECT s.uid, c.label FROM current_labels c JOIN samples s ON s.id = c.sample_id WHERE c.source='human'"))
+    assert current == {accept: setup.model[accept][0], change: changed_to, majority: "surprise"}
+
+    from curate.store import fo_store
+
+    ds = fo_store.load_dataset(setup.name, create=False)
+    ds.reload()
+    view = {s.sample_uid: s for s in ds.select_by("sample_uid", [accept, change, skip, tie, majority])}
+    assert view[change].label.label == changed_to and view[change].reviewed is True
+    assert view[majority].review_agreement == pytest.approx(2 / 3)
+    assert view[tie].review_conflict is True and view[tie].reviewed is False and view[skip].review_status == "skipped"
+    decided = {accept: setup.model[accept][0], change: changed_to, majority: "surprise"}
+    assert set(ds.load_saved_view("relabeled").values("sample_uid")) == {u for u, label in decided.items() if label != setup.labels[u]}
+
+    # Pulling again changes nothing; an edited annotation becomes a new event and keeps the old one.
+    before = _sql(setup.url, "SELECT COUNT(*) FROM label_events")[0][0]
+    assert last_json(cli("review", "pull", "--dataset", setup.name, "--json"))["changed"] == 0
+    assert _sql(setup.url, "SELECT COUNT(*) FROM label_events")[0][0] == before
+    edited_to = _other(changed_to, setup.labels[change])
+    annotation = ls.tasks.get(id=by_uid[change].id).annotations[0]
+    ls.annotations.update(id=annotation["id"], result=_choice(edited_to))
+    edit = last_json(cli("review", "pull", "--dataset", setup.name, "--json"))
+    assert (edit["changed"], edit["new_human_labels"]) == (1, 1)
+    history = _sql(setup.url, f"""SELECT e.label, e.previous_label FROM label_events e JOIN samples s ON s.id = e.sample_id
+                                  WHERE s.uid = '{change}' AND e.source = 'human' ORDER BY e.id""")
+    assert history == [(changed_to, setup.labels[change]), (edited_to, changed_to)]
+    ds.reload()
+    assert ds.select_by("sample_uid", [change]).first().label.label == edited_to
+
+    status = last_json(cli("review", "status", "--dataset", setup.name, "--json"))
+    assert (status["tasks"], status["done"], status["skipped"], status["conflict"]) == (len(setup.routed), 3, 1, 1)
+    assert status["pending"] == len(setup.routed) - 5
+    decided[change] = edited_to
+    assert status["human_changed_label"] == pytest.approx(sum(decided[u] != setup.labels[u] for u in decided) / 3, abs=1e-4)
+    assert status["agreement_with_model"] == pytest.approx(sum(decided[u] == setup.model[u][0] for u in decided) / 3, abs=1e-4)
+    assert status["multi_annotated"] == 2 and status["annotator_agreement"] == pytest.approx((0.5 + 2 / 3) / 2, abs=1e-4)
+    assert sum(c["done"] for c in status["per_class"].values()) == 3
+
+    # FiftyOne 1.22 deletes a dataset whose saved view mentions "_state" once the view is re-saved: ours must stay.
+    assert fo_store.fo().load_dataset(setup.name).persistent is True
+    for text in outputs + [(setup.home / "label-studio" / "server.log").read_text(errors="replace")]:
+        assert info["token"] not in text
+
+
+def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refused(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def plant_symlink(root: Path) -> None:
+        builders.write_image(outside / "private.png", builders.face(999))
+        (root / "test" / "happy" / "PrivateTest_9999.png").symlink_to(outside / "private.png")
+
+    setup = _review_dataset(tmp_path, extra=plant_symlink)
+    # A server this curate only knows by URL: its own home, serving none of these images as local files.
+    server_home = tmp_path / "elsewhere"
+    info = label_studio(server_home, server_home)
+    env = {**setup.env, "LABEL_STUDIO_URL": info["url"], "LABEL_STUDIO_API_KEY": info["token"]}
+    link_uid = next(u for u, p in setup.paths.items() if p.endswith("PrivateTest_9999.png"))
+    assert link_uid in setup.routed
+
+    pushed = run_cli("review", "push", "--dataset", setup.name, "--json", env=env)
+    s = last_json(pushed)
+    assert s["server"] == info["url"] and s["images"]["local_files"] == 0 and s["images"]["upload"] == s["pushed"]
+    assert s["refused"] == [{"path": setup.paths[link_uid], "reason": "outside_image_root"}]
+    assert s["pushed"] == len(setup.routed) - 1
+    ls = _sdk(info)
+    tasks = _tasks(ls, _project(ls, setup.name))
+    assert link_uid not in {t.data["sample_id"] for t in tasks}
+    for task in tasks[:3]:
+        assert task.data["image"].startswith("/data/upload/")
+        image = httpx.get(info["url"] + task.data["image"], headers={"Authorization": f"Token {info['token']}"})
+        assert image.content == Path(setup.paths[task.data["sample_id"]]).read_bytes()
+    ls.annotations.create(id=tasks[0].id, result=_choice("contempt"))
+    pulled = last_json(run_cli("review", "pull", "--dataset", setup.name, "--json", env=env))
+    assert pulled["new_human_labels"] == 1
+    assert _sql(setup.url, "SELECT label, actor FROM label_events WHERE source='human'") == [("contempt", "admin@curate.local")]
+    for text in (pushed.stdout, pushed.stderr):
+        assert info["token"] not in text
+
+
+def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
+    setup = _review_dataset(tmp_path)
+    info = label_studio(setup.home, tmp_path)
+    wrong = "f" * 40
+    bad = run_cli("review", "push", "--dataset", setup.name, env={**setup.env, "LABEL_STUDIO_URL": info["url"], "LABEL_STUDIO_API_KEY": wrong},
+                  check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [f"error: Label Studio at {info['url']}: checking the API token: the API token was refused (HTTP 401)"]
+    dead = f"http://127.0.0.1:{_free_port()}"
+    gone = run_cli("review", "pull", "--dataset", setup.name, env={**setup.env, "LABEL_STUDIO_URL": dead, "LABEL_STUDIO_API_KEY": info["token"]},
+                   check=False)
+    assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
+    assert gone.stderr.startswith(f"error: Label Studio at {dead}: checking the API token: cannot connect")
+    half = run_cli("review", "push", "--dataset", setup.name, env={**setup.env, "LABEL_STUDIO_URL": info["url"]}, check=False)
+    assert half.returncode == 2 and "LABEL_STUDIO_API_KEY is not set" in half.stderr
+    for proc in (bad, gone, half):
+        assert wrong not in proc.stdout + proc.stderr and info["token"] not in proc.stdout + proc.stderr
+    assert _sql(setup.url, "SELECT COUNT(*) FROM review_tasks") == [(0,)]
+    assert list(_sdk(info).projects.list()) == []
+
+
+def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
+    setup = _review_dataset(tmp_path)
+    info = label_studio(setup.home, tmp_path)
+    ls = _sdk(info)
+    exe = Path(os.sys.executable).parent / "curate"
+    proc = subprocess.Popen([str(exe), "review", "push", "--dataset", setup.name, "--batch-size", "1"], env={**os.environ, **setup.env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def some_tasks() -> bool:
+        projects = [p for p in ls.projects.list() if p.title == f"curate: {setup.name}"]
+        return bool(projects) and projects[0].task_number >= 3
+
+    assert wait_for(some_tasks, timeout=120, interval=0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    project = _project(ls, setup.name)
+    on_server = {t.data["sample_id"] for t in _tasks(ls, project)}
+    assert 3 <= len(on_server) < len(setup.routed), f"kill landed at {len(on_server)}/{len(setup.routed)}: not mid-way"
+    # The window a kill can hit: a task the server confirmed but the ledger never recorded.
+    recorded = {u for (u,) in _sql(setup.url, "SELECT s.uid FROM review_tasks t JOIN samples s ON s.id = t.sample_id")}
+    orphan = sorted(setup.routed - on_server)[0]
+    ls.projects.import_tasks(id=project, request=[{"data": {"image": "/data/local-files/?d=x.png", "sample_id": orphan, "reason": "low_confidence"}}])
+
+    resumed = last_json(run_cli("review", "push", "--dataset", setup.name, "--json", env=setup.env))
+    assert resumed["adopted_from_interrupted_push"] == len(on_server - recorded) + 1
+    tasks = _tasks(ls, project)
+    assert sorted(t.data["sample_id"] for t in tasks) == sorted(setup.routed), "nothing lost, nothing twice"
+    assert _sql(setup.url, "SELECT COUNT(*), COUNT(DISTINCT sample_id), COUNT(DISTINCT ls_task_id) FROM review_tasks") == [(len(tasks),) * 3]
+
+    # Reviews happen, then the server restarts before anyone pulls.
+    for task in tasks[:4]:
+        ls.annotations.create(id=task.id, result=_choice("neutral"))
+    from curate.review import server
+
+    server.stop(setup.home)
+    info = label_studio(setup.home, tmp_path)
+    # Two pulls at once: each decision is recorded exactly once.
+    racers = [subprocess.Popen([str(exe), "review", "pull", "--dataset", setup.name, "--json"], env={**os.environ, **setup.env},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [r.communicate(timeout=300) for r in racers]
+    assert [r.returncode for r in racers] == [0, 0], results
+    assert _sql(setup.url, "SELECT COUNT(*), COUNT(DISTINCT sample_id) FROM label_events WHERE source='human'") == [(4, 4)]
+    assert _sql(setup.url, "SELECT COUNT(*) FROM review_tasks WHERE state='done'") == [(4,)]

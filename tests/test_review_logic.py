@@ -1,0 +1,94 @@
+"""Routing (who gets reviewed first) and deciding (what annotators agreed on): the rules, case by case."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from curate.review.decide import decide
+from curate.review.project import choice_result, chosen_label, label_config
+from curate.review.routing import Candidate, error_likelihood, route
+from curate.taxonomy import EMOTIONS
+
+
+def test_only_uncertain_or_flagged_samples_are_routed_and_known_ones_are_excluded() -> None:
+    cands = [
+        Candidate("sure", "happy", "happy", 0.97),
+        Candidate("unsure", "happy", "happy", 0.6),
+        Candidate("flagged", "sad", "sad", 0.95, label_issue=True, label_quality=0.05),
+        Candidate("at-threshold", "sad", "sad", 0.9),
+        Candidate("pending", "fear", "fear", 0.3),
+    ]
+    queue = route(cands, threshold=0.9, exclude={"pending"})
+    assert [r.uid for r in queue] == ["flagged", "unsure"]
+    assert queue[0].reason == "label_issue" and queue[1].reason == "low_confidence"
+    both = route([Candidate("x", "sad", "happy", 0.5, label_issue=True, label_quality=0.1)], 0.9)
+    assert both[0].reason == "low_confidence+label_issue"
+
+
+def test_likely_errors_first_within_a_class_and_rare_classes_are_not_starved() -> None:
+    # 30 happy samples, all likelier errors than the single disgust one, plus one fear sample.
+    cands = [Candidate(f"h{i:02d}", "happy", "sad", 0.80 - i * 0.01) for i in range(30)]
+    cands += [Candidate("d0", "disgust", "disgust", 0.85), Candidate("f0", "fear", "fear", 0.7)]
+    queue = route(cands, threshold=0.9, limit=5)
+    assert {"d0", "f0"} <= {r.uid for r in queue}, "a short budget must still reach the rare classes"
+    happy = [r.uid for r in route(cands, threshold=0.9) if r.group == "happy"]
+    assert happy == [f"h{i:02d}" for i in range(30)], "within a class, the likeliest error comes first"
+    # Within the first round the likelier error leads: happy (model disagrees at 0.80) before fear (agrees at 0.7) before disgust.
+    assert [r.uid for r in queue[:3]] == ["h00", "f0", "d0"]
+
+
+def test_error_likelihood_uses_the_best_evidence() -> None:
+    assert error_likelihood(Candidate("a", "happy", "sad", 0.8)) == pytest.approx(0.8)  # model disagrees
+    assert error_likelihood(Candidate("b", "happy", "happy", 0.8)) == pytest.approx(0.2)  # model agrees
+    assert error_likelihood(Candidate("c", "happy", "happy", 0.8, label_quality=0.1)) == pytest.approx(0.9)  # out of fold wins
+    assert error_likelihood(Candidate("d", None, "happy", 0.7)) == pytest.approx(0.3)  # unlabeled: uncertainty
+
+
+def _ann(id_: int, who: str, label: str | None, minute: int, cancelled: bool = False) -> dict:
+    return {"id": id_, "completed_by": {"id": hash(who) % 1000, "email": who}, "was_cancelled": cancelled,
+            "result": choice_result(label) if label else [], "updated_at": dt.datetime(2026, 1, 1, 12, minute, tzinfo=dt.timezone.utc)}
+
+
+def test_majority_wins_and_records_who_and_when() -> None:
+    d = decide([_ann(1, "a@x", "sad", 1), _ann(2, "b@x", "sad", 5), _ann(3, "c@x", "fear", 9)])
+    assert (d.state, d.label, d.votes, d.voters, d.annotation_id) == ("done", "sad", {"sad": 2, "fear": 1}, ("a@x", "b@x"), 2)
+    assert d.agreement == pytest.approx(2 / 3) and d.decided_at.minute == 5
+
+
+def test_a_tie_is_a_conflict_without_a_label() -> None:
+    d = decide([_ann(1, "a@x", "sad", 1), _ann(2, "b@x", "fear", 2)])
+    assert (d.state, d.label, d.agreement) == ("conflict", None, 0.5)
+
+
+def test_skips_are_no_votes_and_an_all_skipped_task_is_skipped() -> None:
+    assert decide([_ann(1, "a@x", None, 1, cancelled=True)]).state == "skipped"
+    d = decide([_ann(1, "a@x", None, 1, cancelled=True), _ann(2, "b@x", "happy", 2)])
+    assert (d.state, d.label, d.votes) == ("done", "happy", {"happy": 1})
+    assert decide([]).state == "pending"
+
+
+def test_each_annotator_counts_once_with_their_latest_answer() -> None:
+    # a@x first said fear, then made a second annotation saying sad: only sad counts, so there is no tie with b@x.
+    d = decide([_ann(1, "a@x", "fear", 1), _ann(2, "b@x", "sad", 2), _ann(3, "a@x", "sad", 3)])
+    assert (d.state, d.label, d.votes) == ("done", "sad", {"sad": 2})
+
+
+def test_the_signature_changes_exactly_when_an_annotation_changes() -> None:
+    base = [_ann(1, "a@x", "sad", 1)]
+    assert decide(base).signature == decide([_ann(1, "a@x", "sad", 1)]).signature
+    assert decide(base).signature != decide([_ann(1, "a@x", "fear", 4)]).signature  # edited later
+    assert decide(base).signature != decide(base + [_ann(2, "b@x", "sad", 2)]).signature
+
+
+def test_label_config_offers_the_eight_emotions_with_hotkeys() -> None:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(label_config())
+    choices = root.find("Choices")
+    assert [c.get("value") for c in choices] == list(EMOTIONS)
+    assert [c.get("hotkey") for c in choices] == [str(i) for i in range(1, 9)]
+    assert root.find("Image").get("value") == "$image" and root.find("Header").get("value") == "$context"
+    assert chosen_label(choice_result("fear")) == "fear"
+    assert chosen_label([{"from_name": "emotion", "type": "choices", "value": {"choices": ["bogus"]}}]) is None
