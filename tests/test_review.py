@@ -305,3 +305,62 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
     assert [r.returncode for r in racers] == [0, 0], results
     assert _sql(setup.url, "SELECT COUNT(*), COUNT(DISTINCT sample_id) FROM label_events WHERE source='human'") == [(4, 4)]
     assert _sql(setup.url, "SELECT COUNT(*) FROM review_tasks WHERE state='done'") == [(4,)]
+
+
+def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
+    """Headless Chromium logs in through the real login form and opens a pushed task, as a reviewer would."""
+    import json
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    from curate.taxonomy import EMOTIONS
+    from tests.conftest import REPO
+
+    setup = _review_dataset(tmp_path)
+    info = label_studio(setup.home, tmp_path)
+    run_cli("review", "push", "--dataset", setup.name, "--limit", "3", env=setup.env)
+    ls = _sdk(info)
+    project = _project(ls, setup.name)
+    task = _tasks(ls, project)[0]
+    uid = task.data["sample_id"]
+    model_label, confidence = setup.model[uid]
+    creds = json.loads((setup.home / "label-studio" / "credentials.json").read_text())
+    shot = REPO / "artifacts" / "review-labeling-ui.png"
+    shot.parent.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{info['url']}/user/login/")
+            page.fill("input[name=email]", creds["username"])
+            page.fill("input[name=password]", creds["password"])
+            page.click("button[type=submit]")
+            page.wait_for_url(lambda u: "/user/login" not in u, timeout=60_000)
+            page.goto(f"{info['url']}/projects/{project}/data?task={task.id}")
+            page.get_by_text(f"Dataset label: {setup.labels[uid]}").wait_for(timeout=90_000)
+            image = page.locator(f"img[src*='{task.data['image'].split('=', 1)[1]}']").last
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=60_000)
+            natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            choices = page.evaluate("""() => Array.from(document.querySelectorAll('input[type=radio]'))
+                .map(i => [(i.closest('label') || i.parentElement).innerText.trim(), i.checked])
+                .filter(([text]) => text.length > 0 && !['comfortable', 'compact'].includes(text))""")
+            header = page.get_by_text("Dataset label:").inner_text()
+            page.screenshot(path=str(shot))
+            # The reviewer disagrees with the model: hotkey of another emotion, then Submit.
+            chosen = next(e for e in EMOTIONS if e not in (model_label, setup.labels[uid]))
+            page.keyboard.press(str(EMOTIONS.index(chosen) + 1))
+            page.get_by_role("button", name="Submit").click()
+            assert wait_for(lambda: ls.tasks.get(id=task.id).total_annotations == 1, timeout=60)
+        finally:
+            browser.close()
+    assert natural == [48, 48], "the face itself was served and decoded, not a broken-image icon"
+    assert [text.split("[")[0].strip() for text, _ in choices] == list(EMOTIONS)
+    assert [text.split("[")[0].strip() for text, checked in choices if checked] == [model_label], "the model's guess is pre-selected"
+    assert f"Model: {model_label} ({100 * confidence:.0f} %)" in header
+    # What the reviewer submitted in the UI reaches the ledger.
+    assert last_json(run_cli("review", "pull", "--dataset", setup.name, "--json", env=setup.env))["new_human_labels"] == 1
+    assert _sql(setup.url, "SELECT s.uid, e.label, e.actor, e.previous_label FROM label_events e JOIN samples s ON s.id = e.sample_id "
+                           "WHERE e.source = 'human'") == [(uid, chosen, creds["username"], setup.labels[uid])]

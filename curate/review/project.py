@@ -14,6 +14,9 @@ from curate.taxonomy import EMOTIONS
 
 __all__ = ["FROM_NAME", "TO_NAME", "project_title", "label_config", "choice_result", "chosen_label", "task_payload"]
 
+#: Why a sample is in the queue, in the reviewer's words.
+_WHY = {"low_confidence": "model unsure", "label_issue": "likely label error"}
+
 FROM_NAME = "emotion"
 TO_NAME = "image"
 
@@ -52,6 +55,7 @@ def task_payload(sample_uid: str, image_url: str, dataset_label: str | None, mod
                  reason: str, model_version: str) -> dict[str, Any]:
     """One importable task: data for the UI plus the model's guess as a prediction."""
     guess = f"{model_label} ({100 * model_confidence:.0f} %)" if model_label and model_confidence is not None else "none"
+    why = ", ".join(_WHY.get(r, r) for r in reason.split("+"))
     task: dict[str, Any] = {
         "data": {
             "image": image_url,
@@ -59,7 +63,7 @@ def task_payload(sample_uid: str, image_url: str, dataset_label: str | None, mod
             "dataset_label": dataset_label or "",
             "model_label": model_label or "",
             "reason": reason,
-            "context": f"Dataset label: {dataset_label or 'none'} | Model: {guess} | Why: {reason.replace('+', ', ')}",
+            "context": f"Dataset label: {dataset_label or 'none'} | Model: {guess} | Why: {why}",
         }
     }
     if model_label:
