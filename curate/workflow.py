@@ -102,12 +102,27 @@ def _stage_retrain(settings: Settings, params: dict[str, Any], base: Path, progr
     return run_retrain(opts, settings.database_url, settings.home)
 
 
+def _stage_review_push(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from curate.review.push import push
+
+    return push(settings, params.get("dataset", settings.dataset), float(params.get("threshold", settings.review_threshold)),
+                int(params["limit"]) if params.get("limit") else None, int(params.get("batch_size", 100)), progress)
+
+
+def _stage_review_pull(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from curate.review.pull import pull
+
+    return pull(settings, params.get("dataset", settings.dataset))
+
+
 STAGES: dict[str, StageFn] = {
     "ingest": _stage_ingest,
     "quality": _stage_quality,
     "teacher": _stage_teacher,
     "prelabel": _stage_prelabel,
     "retrain": _stage_retrain,
+    "review_pull": _stage_review_pull,
+    "review_push": _stage_review_push,
 }
 
 

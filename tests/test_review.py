@@ -221,8 +221,14 @@ def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refus
     link_uid = next(u for u, p in setup.paths.items() if p.endswith("PrivateTest_9999.png"))
     assert link_uid in setup.routed
 
-    pushed = run_cli("review", "push", "--dataset", setup.name, "--json", env=env)
-    s = last_json(pushed)
+    # Pushed by a workflow stage, as `curate run` does in the loop.
+    workflow = tmp_path / "review.yaml"
+    workflow.write_text(f"name: review-{setup.name}\nstages:\n  - stage: review_pull\n    dataset: {setup.name}\n"
+                        f"  - stage: review_push\n    dataset: {setup.name}\n    batch_size: 7\n")
+    pushed = run_cli("run", str(workflow), "--json", env=env)
+    stages = last_json(pushed)["stages"]
+    assert stages["1:review_pull"]["summary"]["project"] is None, "nothing to pull before the first push"
+    s = stages["2:review_push"]["summary"]
     assert s["server"] == info["url"] and s["images"]["local_files"] == 0 and s["images"]["upload"] == s["pushed"]
     assert s["refused"] == [{"path": setup.paths[link_uid], "reason": "outside_image_root"}]
     assert s["pushed"] == len(setup.routed) - 1

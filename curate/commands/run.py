@@ -17,7 +17,7 @@ def _human(r: Reporter) -> None:
     for key, stage in s["stages"].items():
         summary = stage.get("summary", {})
         brief = ", ".join(f"{k}={summary[k]}" for k in ("dataset", "seen", "ingested", "rejected", "quality_removed", "curated", "samples",
-                                                          "checkpoint", "best_checkpoint") if k in summary)
+                                                          "checkpoint", "best_checkpoint", "pushed", "new_human_labels") if k in summary)
         if "duplicates" in summary:
             d = summary["duplicates"]
             brief += f", duplicates={d['groups']} groups ({d['cross_split_groups']} across splits: view 'leakage')"
