@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["mirror_states", "REVIEW_FIELDS"]
+from curate.exceptions import CurateError
+
+__all__ = ["mirror_states", "mirror_from_ledger", "REVIEW_FIELDS"]
 
 REVIEW_FIELDS = {"review_status": "string", "reviewed": "bool", "review_agreement": "float", "review_conflict": "bool", "label_before_review": "string"}
 
@@ -51,3 +53,28 @@ def mirror_states(dataset: str, updates: Mapping[str, Mapping[str, Any]], labels
     ds.save_view("reviewed", ds.match(F("reviewed") == True), overwrite=True)  # noqa: E712
     ds.save_view("review_conflicts", ds.match(F("review_conflict") == True), overwrite=True)  # noqa: E712
     ds.save_view("relabeled", ds.match((F("reviewed") == True) & (F("label.label") != F("label_before_review"))), overwrite=True)  # noqa: E712
+
+
+def mirror_from_ledger(url: str, dataset: str, dataset_id: int, project: int) -> None:
+    """Rebuild every reviewed sample's FiftyOne fields from the ledger, so FiftyOne converges even after a crash."""
+    from curate.review.records import known_tasks
+    from curate.store.sql import ledger, session
+
+    with session.session_scope(url) as db:
+        known = known_tasks(db, dataset_id, project)
+        current = ledger.current_labels(db, dataset_id)
+        updates: dict[str, dict[str, Any]] = {}
+        labels: dict[str, str] = {}
+        for uid, (task, result) in known.items():
+            conflict = bool(result and result.conflict)
+            updates[uid] = {"review_status": "conflict" if conflict else task.state,
+                            "reviewed": bool(result and result.human_label), "review_conflict": conflict,
+                            "review_agreement": result.agreement if result else None,
+                            "label_before_review": result.label_at_push if result else None}
+            label, source = current.get(task.sample_id, (None, None))
+            if source == "human" and label:
+                labels[uid] = label
+    try:
+        mirror_states(dataset, updates, labels)
+    except CurateError as exc:  # the FiftyOne dataset is gone: SQL still holds everything, and the next run mirrors it again
+        raise CurateError(f"dataset {dataset!r}: the ledger is updated but FiftyOne was not ({exc})") from None

@@ -50,6 +50,7 @@ def _with_retry(fn, attempts: int = 8):  # noqa: ANN001, ANN202
 
 def pull(settings, dataset: str) -> dict[str, Any]:  # noqa: ANN001
     from curate.review.client import connect
+    from curate.review.mirror import mirror_from_ledger
     from curate.review.push import adopt_orphans
     from curate.store.sql import ledger, session
 
@@ -76,7 +77,7 @@ def pull(settings, dataset: str) -> dict[str, Any]:  # noqa: ANN001
             return {"adopted_from_interrupted_push": adopted, **_apply(db, dataset_id, project, tasks)}
 
     counts = _with_retry(write)
-    _mirror(url, dataset, dataset_id, project)
+    mirror_from_ledger(url, dataset, dataset_id, project)
     return {"dataset": dataset, "server": server.url, "project": project, "tasks": len(tasks), **counts}
 
 
@@ -120,29 +121,3 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
         result.annotations_sig, result.pulled_at = decision.signature, now
     ledger.append_label_events(db, events)
     return {**counts, "new_human_labels": len(events), "label_changes": sum(1 for e in events if e["label"] != e["previous_label"])}
-
-
-def _mirror(url: str, dataset: str, dataset_id: int, project: int) -> None:
-    """Rebuild every reviewed sample's FiftyOne fields from the ledger, so FiftyOne converges even after a crash."""
-    from curate.review.mirror import mirror_states
-    from curate.review.records import known_tasks
-    from curate.store.sql import ledger, session
-
-    with session.session_scope(url) as db:
-        known = known_tasks(db, dataset_id, project)
-        current = ledger.current_labels(db, dataset_id)
-        updates: dict[str, dict[str, Any]] = {}
-        labels: dict[str, str] = {}
-        for uid, (task, result) in known.items():
-            conflict = bool(result and result.conflict)
-            updates[uid] = {"review_status": "conflict" if conflict else task.state,
-                            "reviewed": bool(result and result.human_label), "review_conflict": conflict,
-                            "review_agreement": result.agreement if result else None,
-                            "label_before_review": result.label_at_push if result else None}
-            label, source = current.get(task.sample_id, (None, None))
-            if source == "human" and label:
-                labels[uid] = label
-    try:
-        mirror_states(dataset, updates, labels)
-    except ValueError as exc:  # the FiftyOne dataset was deleted: SQL still holds everything
-        raise CurateError(f"dataset {dataset!r}: ledger updated, but FiftyOne could not be mirrored ({exc})") from None

@@ -94,6 +94,51 @@ def adopt_orphans(server_tasks: Iterable[Any], db, dataset_id: int, project: int
     return record_pushed(db, dataset_id, project, orphans)
 
 
+def _screen(queue: list[Routed], filepaths: dict[str, str], roots: list[Path], limit: int | None) -> tuple[list[tuple[Routed, Path]], list[dict[str, str]]]:
+    """(sendable items with their real paths, refusals). Real paths, so a symlink cannot smuggle a file out."""
+    sendable: list[tuple[Routed, Path]] = []
+    refused: list[dict[str, str]] = []
+    for item in queue:
+        if limit is not None and len(sendable) >= limit:
+            break
+        real = Path(os.path.realpath(filepaths[item.uid]))
+        if not any(_inside(real, r) for r in roots):
+            refused.append({"path": filepaths[item.uid], "reason": "outside_image_root"})
+        elif not real.is_file():
+            refused.append({"path": filepaths[item.uid], "reason": "missing_file"})
+        else:
+            sendable.append((item, real))
+    return sendable, refused
+
+
+class _ImageLinks:
+    """The URL a task shows its face under: served in place when the server's local-files root covers it, else uploaded."""
+
+    def __init__(self, server: ReviewServer, project: int, roots: list[Path], files_root: Path | None) -> None:
+        self.server, self.project, self.roots, self.files_root = server, project, roots, files_root
+        self.storages: set[Path] = set()
+        self.counts = {"local_files": 0, "upload": 0}
+
+    def urls(self, batch: list[tuple[Routed, Path]]) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        to_upload: dict[str, Path] = {}
+        for item, real in batch:
+            if self.files_root is not None and _inside(real, self.files_root):
+                # The storage is the dataset's image root where the server can see it: never wider than needed.
+                storage = next((r for r in self.roots if _inside(real, r) and _inside(r, self.files_root)), self.files_root)
+                if storage not in self.storages:
+                    self.server.ensure_local_storage(self.project, storage)
+                    self.storages.add(storage)
+                urls[item.uid] = "/data/local-files/?d=" + urllib.parse.quote(real.relative_to(self.files_root).as_posix())
+            else:
+                to_upload[item.uid] = real
+        if to_upload:
+            urls.update(self.server.upload(self.project, to_upload))
+        self.counts["local_files"] += len(batch) - len(to_upload)
+        self.counts["upload"] += len(to_upload)
+        return urls
+
+
 def ensure_project(server: ReviewServer, dataset: str) -> tuple[int, bool]:
     title = proj.project_title(dataset)
     found = server.find_project(title)
@@ -129,40 +174,13 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
         queue = route(candidates, threshold, exclude=in_review, limit=None)
         roots = image_roots(dataset_root, settings.home, dataset)
         files_root = Path(os.path.realpath(server.endpoint.files_root)) if server.endpoint.files_root else None
-        refused: list[dict[str, str]] = []
-        sendable: list[tuple[Routed, Path]] = []
-        for item in queue:
-            if limit is not None and len(sendable) >= limit:
-                break
-            real = Path(os.path.realpath(filepaths[item.uid]))
-            if not any(_inside(real, r) for r in roots):
-                refused.append({"path": filepaths[item.uid], "reason": "outside_image_root"})
-            elif not real.is_file():
-                refused.append({"path": filepaths[item.uid], "reason": "missing_file"})
-            else:
-                sendable.append((item, real))
+        sendable, refused = _screen(queue, filepaths, roots, limit)
         by_candidate = {c.uid: c for c in candidates}
-        storages: set[Path] = set()
+        images = _ImageLinks(server, project, roots, files_root)
         pushed: list[PushedTask] = []
-        mode = {"local_files": 0, "upload": 0}
         for start in range(0, len(sendable), batch_size):
             batch = sendable[start : start + batch_size]
-            urls: dict[str, str] = {}
-            to_upload: dict[str, Path] = {}
-            for item, real in batch:
-                if files_root is not None and _inside(real, files_root):
-                    storage = next((r for r in roots if _inside(real, r) and _inside(r, files_root)), files_root)
-                    if storage not in storages:
-                        server.ensure_local_storage(project, storage)
-                        storages.add(storage)
-                    rel = real.relative_to(files_root).as_posix()
-                    urls[item.uid] = "/data/local-files/?d=" + urllib.parse.quote(rel)
-                else:
-                    to_upload[item.uid] = real
-            if to_upload:
-                urls.update(server.upload(project, to_upload))
-            mode["local_files"] += len(batch) - len(to_upload)
-            mode["upload"] += len(to_upload)
+            urls = images.urls(batch)
             payloads = []
             for item, _ in batch:
                 c = by_candidate[item.uid]
@@ -176,13 +194,15 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
             if progress:
                 progress(len(batch))
     server.close()
-    _mirror_pending(dataset, [p.uid for p in pushed])
+    from curate.review.mirror import mirror_from_ledger
+
+    mirror_from_ledger(url, dataset, dataset_id, project)
     routed = [item for item, _ in sendable]
     return {
         "dataset": dataset, "server": server.url, "project": project, "project_created": created, "threshold": threshold,
-        "candidates": len(queue) + len(in_review), "already_in_review": len(in_review), "adopted_from_interrupted_push": adopted,
+        "queued": len(queue), "already_in_review": len(in_review), "adopted_from_interrupted_push": adopted,
         "pushed": len(pushed), "left_in_queue": len(queue) - len(routed) - len(refused), "refused": refused,
-        "by_reason": _count(r.reason for r in routed), "by_class": _count(r.group for r in routed), "images": mode,
+        "by_reason": _count(r.reason for r in routed), "by_class": _count(r.group for r in routed), "images": images.counts,
         "model_version": model_version,
     }
 
@@ -192,11 +212,3 @@ def _count(values) -> dict[str, int]:  # noqa: ANN001
     for v in values:
         out[v] = out.get(v, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
-def _mirror_pending(dataset: str, uids: list[str]) -> None:
-    """FiftyOne: ``review_status`` = pending on pushed samples, and the ``to_review`` view."""
-    from curate.review.mirror import mirror_states
-
-    if uids:
-        mirror_states(dataset, {u: {"review_status": "pending"} for u in uids})
