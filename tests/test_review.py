@@ -107,11 +107,12 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
         outputs.extend([proc.stdout, proc.stderr])
         return proc
 
-    first = last_json(cli("review", "push", "--dataset", setup.name, "--limit", "10", "--json"))
+    first = last_json(cli("review", "push", "--dataset", setup.name, "--limit", "10", "--annotators", "3", "--json"))
     assert first["pushed"] == 10 and first["project_created"] and first["images"] == {"local_files": 10, "upload": 0}
     assert len(first["by_class"]) == 7, "ten places over seven classes: every class gets one"
     ls = _sdk(info)
     project = _project(ls, setup.name)
+    assert ls.projects.get(id=project).maximum_annotations == 3
     tasks = _tasks(ls, project)
     pushed = {t.data["sample_id"]: t for t in tasks}
     assert len(tasks) == 10 and set(pushed) <= setup.routed

@@ -32,6 +32,8 @@ def push(
                                                        help="Route samples whose teacher confidence is below this (default: settings.review_threshold).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Push at most N tasks (most likely errors first, classes dealt fairly).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Tasks per import request.")] = 100,
+    annotators: Annotated[Optional[int], typer.Option("--annotators", min=1,
+                                                      help="People who label each task (majority wins; ties are flagged).")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Create review tasks for uncertain samples and likely label errors, with the model's guess pre-selected."""
@@ -40,7 +42,7 @@ def push(
 
         s = settings_from(ctx, dataset=dataset, review_threshold=threshold)
         with out.progress(limit, "push") as bar:
-            out.update(**run_push(s, s.dataset, s.review_threshold, limit, batch_size, progress=bar.advance))
+            out.update(**run_push(s, s.dataset, s.review_threshold, limit, batch_size, progress=bar.advance, annotators=annotators))
 
 
 def _pull_human(r: Reporter) -> None:

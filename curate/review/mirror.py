@@ -13,9 +13,11 @@ deleted when the database next shuts down (``_handle_delete_generated_saved_view
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from curate.exceptions import CurateError
+from curate.review.lock import review_lock
 
 __all__ = ["mirror_states", "mirror_from_ledger", "REVIEW_FIELDS"]
 
@@ -55,7 +57,7 @@ def mirror_states(dataset: str, updates: Mapping[str, Mapping[str, Any]], labels
     ds.save_view("relabeled", ds.match((F("reviewed") == True) & (F("label.label") != F("label_before_review"))), overwrite=True)  # noqa: E712
 
 
-def mirror_from_ledger(url: str, dataset: str, dataset_id: int, project: int) -> None:
+def mirror_from_ledger(url: str, home: Path, dataset: str, dataset_id: int, project: int) -> None:
     """Rebuild every reviewed sample's FiftyOne fields from the ledger, so FiftyOne converges even after a crash."""
     from curate.review.records import known_tasks
     from curate.store.sql import ledger, session
@@ -75,6 +77,7 @@ def mirror_from_ledger(url: str, dataset: str, dataset_id: int, project: int) ->
             if source == "human" and label:
                 labels[uid] = label
     try:
-        mirror_states(dataset, updates, labels)
+        with review_lock(home, dataset):
+            mirror_states(dataset, updates, labels)
     except CurateError as exc:  # the FiftyOne dataset is gone: SQL still holds everything, and the next run mirrors it again
         raise CurateError(f"dataset {dataset!r}: the ledger is updated but FiftyOne was not ({exc})") from None

@@ -77,7 +77,7 @@ def pull(settings, dataset: str) -> dict[str, Any]:  # noqa: ANN001
             return {"adopted_from_interrupted_push": adopted, **_apply(db, dataset_id, project, tasks)}
 
     counts = _with_retry(write)
-    mirror_from_ledger(url, dataset, dataset_id, project)
+    mirror_from_ledger(url, settings.home, dataset, dataset_id, project)
     return {"dataset": dataset, "server": server.url, "project": project, "tasks": len(tasks), **counts}
 
 

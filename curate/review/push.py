@@ -3,35 +3,24 @@
 Crash safety: tasks are created first and recorded second, batch by batch, so a review_tasks row
 always names a task the server confirmed. A push killed between the two leaves tasks the ledger does
 not know; the next push (or pull) adopts them by their ``sample_id`` instead of creating them again.
-One push per dataset runs at a time (a lock file in CURATE_HOME), so two pushes cannot race.
+One push per dataset runs at a time (``review_lock``), so two pushes cannot race.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from curate.exceptions import CurateError
 from curate.review import project as proj
 from curate.review.client import ReviewServer
+from curate.review.lock import review_lock
 from curate.review.records import PushedTask
 from curate.review.routing import Candidate, Routed, route
 
-__all__ = ["push", "adopt_orphans", "image_roots", "review_lock"]
-
-
-@contextlib.contextmanager
-def review_lock(home: Path, dataset: str) -> Iterator[None]:
-    """Serialize pushes of one dataset on this machine (flock is released even on kill -9)."""
-    path = home / "locks" / f"review-{dataset}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+__all__ = ["push", "adopt_orphans", "image_roots"]
 
 
 def image_roots(dataset_root: str | None, home: Path, dataset: str) -> list[Path]:
@@ -149,7 +138,8 @@ def ensure_project(server: ReviewServer, dataset: str) -> tuple[int, bool]:
 
 
 def push(settings, dataset: str, threshold: float, limit: int | None, batch_size: int = 100,  # noqa: ANN001, PLR0913
-         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+         progress: Callable[[int], None] | None = None, annotators: int | None = None) -> dict[str, Any]:
+    """Route, screen and send; ``annotators`` sets how many people label each task (Label Studio's overlap)."""
     from curate.review.client import connect
     from curate.review.records import known_tasks, record_pushed, sample_ids
     from curate.store.sql import ledger, session
@@ -168,6 +158,8 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
     server = connect(settings)
     with review_lock(settings.home, dataset):
         project, created = ensure_project(server, dataset)
+        if annotators:
+            server.set_overlap(project, annotators)
         with session.session_scope(url) as db:
             adopted = adopt_orphans(server.iter_tasks(project), db, dataset_id, project)
             in_review = set(known_tasks(db, dataset_id, project))
@@ -196,7 +188,7 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
     server.close()
     from curate.review.mirror import mirror_from_ledger
 
-    mirror_from_ledger(url, dataset, dataset_id, project)
+    mirror_from_ledger(url, settings.home, dataset, dataset_id, project)
     routed = [item for item, _ in sendable]
     return {
         "dataset": dataset, "server": server.url, "project": project, "project_created": created, "threshold": threshold,
