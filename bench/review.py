@@ -43,9 +43,10 @@ def _copy_faces(src: Path, dst: Path, n: int) -> None:
     per_class = max(1, n // len(CLASSES))
     for cls in CLASSES:
         files = sorted((src / cls).glob("*.jpg"))[:per_class]
-        (dst / "test" / cls).mkdir(parents=True, exist_ok=True)
-        for f in files:
-            shutil.copy(f, dst / "test" / cls / f.name)
+        for k, f in enumerate(files):  # the class-folder layout wants both splits; which one does not matter here
+            split = "train" if k % 2 else "test"
+            (dst / split / cls).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dst / split / cls / f.name)
 
 
 def _dataset(root: Path, name: str, home: Path, url: str, rng: np.random.Generator) -> int:
