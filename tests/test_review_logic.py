@@ -92,3 +92,21 @@ def test_label_config_offers_the_eight_emotions_with_hotkeys() -> None:
     assert root.find("Image").get("value") == "$image" and root.find("Header").get("value") == "$context"
     assert chosen_label(choice_result("fear")) == "fear"
     assert chosen_label([{"from_name": "emotion", "type": "choices", "value": {"choices": ["bogus"]}}]) is None
+
+
+def test_review_commands_explain_what_is_missing_in_one_line(curate_home) -> None:  # noqa: ANN001
+    from curate.store.sql import ledger, session
+    from tests.conftest import run_cli
+
+    unknown = run_cli("review", "status", "--dataset", "nope", check=False)
+    assert unknown.returncode == 2 and unknown.stderr.strip() == (
+        "error: dataset 'nope' is not in the ledger; run `curate ingest ... --dataset nope` first")
+    url = f"sqlite:///{curate_home / 'curate.db'}"
+    session.upgrade(url)
+    with session.session_scope(url) as db:
+        ledger.get_or_create_dataset(db, "known")
+    no_server = run_cli("review", "pull", "--dataset", "known", check=False)
+    assert no_server.returncode == 2 and len(no_server.stderr.strip().splitlines()) == 1
+    assert "the embedded Label Studio is not running: start it with `curate labelstudio serve" in no_server.stderr
+    empty = run_cli("review", "status", "--dataset", "known", "--json")
+    assert '"tasks": 0' in empty.stdout and '"human_changed_label": null' in empty.stdout

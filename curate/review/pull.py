@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from curate.exceptions import CurateError
 from curate.review import project as proj
 from curate.review.decide import Decision, decide
 
@@ -57,10 +56,7 @@ def pull(settings, dataset: str) -> dict[str, Any]:  # noqa: ANN001
     url = settings.database_url
     session.require_schema(url)
     with session.session_scope(url) as db:
-        found = ledger.find_dataset(db, dataset)
-        if found is None:
-            raise CurateError(f"dataset {dataset!r} is not in the ledger; run `curate ingest ... --dataset {dataset}` first")
-        dataset_id = found.id
+        dataset_id = ledger.require_dataset(db, dataset).id
     server = connect(settings)
     project = server.find_project(proj.project_title(dataset))
     if project is None:

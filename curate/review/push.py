@@ -147,9 +147,7 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
     url = settings.database_url
     session.require_schema(url)
     with session.session_scope(url) as db:
-        found = ledger.find_dataset(db, dataset)
-        if found is None:
-            raise CurateError(f"dataset {dataset!r} is not in the ledger; run `curate ingest ... --dataset {dataset}` first")
+        found = ledger.require_dataset(db, dataset)
         dataset_id, dataset_root = found.id, found.root
         uid_of = {sid: uid for uid, sid in sample_ids(db, dataset_id).items()}
         current = {uid_of[sid]: label for sid, (label, _) in ledger.current_labels(db, dataset_id).items() if sid in uid_of}

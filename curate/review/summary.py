@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from curate.exceptions import CurateError
 
 __all__ = ["review_status"]
 
@@ -27,9 +26,7 @@ def review_status(url: str, dataset: str) -> dict[str, Any]:
 
     session.require_schema(url)
     with session.session_scope(url) as db:
-        found = ledger.find_dataset(db, dataset)
-        if found is None:
-            raise CurateError(f"dataset {dataset!r} is not in the ledger; run `curate ingest ... --dataset {dataset}` first")
+        found = ledger.require_dataset(db, dataset)
         rows = db.execute(
             select(ReviewTask.state, ReviewTask.ls_project_id, ReviewResult.label_at_push, ReviewResult.model_label, ReviewResult.human_label,
                    ReviewResult.votes, ReviewResult.conflict)

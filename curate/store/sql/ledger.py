@@ -23,6 +23,7 @@ __all__ = [
     "sample_uid",
     "get_or_create_dataset",
     "find_dataset",
+    "require_dataset",
     "insert_ignore",
     "register_samples",
     "append_label_events",
@@ -40,6 +41,16 @@ def sample_uid(content_hash: str, source_path: str) -> str:
 
 def find_dataset(session: Session, name: str) -> Dataset | None:
     return session.scalar(select(Dataset).where(Dataset.name == name))
+
+
+def require_dataset(session: Session, name: str) -> Dataset:
+    """The dataset ``name``, or a one-line error saying how to create it."""
+    from curate.exceptions import CurateError
+
+    dataset = find_dataset(session, name)
+    if dataset is None:
+        raise CurateError(f"dataset {name!r} is not in the ledger; run `curate ingest ... --dataset {name}` first")
+    return dataset
 
 
 def get_or_create_dataset(session: Session, name: str, source_format: str | None = None, root: str | None = None) -> Dataset:
