@@ -112,7 +112,7 @@ def _stage_review_push(settings: Settings, params: dict[str, Any], base: Path, p
 def _stage_review_pull(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
     from curate.review.pull import pull
 
-    return pull(settings, params.get("dataset", settings.dataset))
+    return pull(settings, params.get("dataset", settings.dataset), full=bool(params.get("full", False)))
 
 
 STAGES: dict[str, StageFn] = {

@@ -178,7 +178,9 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
 
     # Pulling again changes nothing; an edited annotation becomes a new event and keeps the old one.
     before = _sql(setup.url, "SELECT COUNT(*) FROM label_events")[0][0]
-    assert last_json(cli("review", "pull", "--dataset", setup.name, "--json"))["changed"] == 0
+    assert pulled["incremental_since"] is None and pulled["listed"] == len(setup.routed), "the first pull lists everything"
+    quiet = last_json(cli("review", "pull", "--dataset", setup.name, "--json"))
+    assert quiet["changed"] == 0 and quiet["incremental_since"] and quiet["listed"] < len(setup.routed), "later pulls list only recent tasks"
     assert _sql(setup.url, "SELECT COUNT(*) FROM label_events")[0][0] == before
     edited_to = _other(changed_to, setup.labels[change])
     annotation = ls.tasks.get(id=by_uid[change].id).annotations[0]
@@ -191,9 +193,17 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
     ds.reload()
     assert ds.select_by("sample_uid", [change]).first().label.label == edited_to
 
+    # A task deleted in Label Studio is noticed by a full listing, and leaves the queue as cancelled.
+    untouched = sorted(by_uid)[-1]
+    ls.tasks.delete(id=by_uid[untouched].id)
+    assert last_json(cli("review", "pull", "--dataset", setup.name, "--json"))["deleted_on_server"] == 0
+    full = last_json(cli("review", "pull", "--dataset", setup.name, "--full", "--json"))
+    assert (full["listed"], full["deleted_on_server"], full["changed"]) == (len(setup.routed) - 1, 1, 0)
+    assert _sql(setup.url, f"SELECT t.state FROM review_tasks t JOIN samples s ON s.id = t.sample_id WHERE s.uid = '{untouched}'") == [("cancelled",)]
+
     status = last_json(cli("review", "status", "--dataset", setup.name, "--json"))
-    assert (status["tasks"], status["done"], status["skipped"], status["conflict"]) == (len(setup.routed), 3, 1, 1)
-    assert status["pending"] == len(setup.routed) - 5
+    assert (status["tasks"], status["done"], status["skipped"], status["conflict"], status["cancelled"]) == (len(setup.routed), 3, 1, 1, 1)
+    assert status["pending"] == len(setup.routed) - 6
     decided[change] = edited_to
     assert status["human_changed_label"] == pytest.approx(sum(decided[u] != setup.labels[u] for u in decided) / 3, abs=1e-4)
     assert status["agreement_with_model"] == pytest.approx(sum(decided[u] == setup.model[u][0] for u in decided) / 3, abs=1e-4)

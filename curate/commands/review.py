@@ -50,19 +50,25 @@ def _pull_human(r: Reporter) -> None:
     if s["project"] is None:
         r.say(f"{s['dataset']}: no review project on {s['server']}; run `curate review push` first")
         return
-    r.say(f"[bold]{s['dataset']}[/]: {s['changed']} tasks changed since the last pull ({s['unchanged']} unchanged): "
+    r.say(f"[bold]{s['dataset']}[/]: listed {s['listed']} tasks; {s['changed']} changed since the last pull ({s['unchanged']} unchanged): "
           f"{s['done']} decided, {s['skipped']} skipped, {s['conflict']} tied; {s['new_human_labels']} new human labels, "
-          f"{s['label_changes']} of them changing the label")
+          f"{s['label_changes']} of them changing the label" + (f"; {s['deleted_on_server']} deleted in Label Studio" if s["deleted_on_server"] else ""))
 
 
 @app.command()
-def pull(ctx: typer.Context, dataset: DatasetOption = None, json_: JsonOption = False) -> None:
+def pull(
+    ctx: typer.Context,
+    dataset: DatasetOption = None,
+    full: Annotated[bool, typer.Option("--full", help="List every task, not only those updated since the last pull "
+                                                      "(also notices tasks deleted in Label Studio).")] = False,
+    json_: JsonOption = False,
+) -> None:
     """Record completed reviews as human label events and mirror them into FiftyOne (safe to repeat)."""
     with reporter(json_, _pull_human) as out:
         from curate.review.pull import pull as run_pull
 
         s = settings_from(ctx, dataset=dataset)
-        out.update(**run_pull(s, s.dataset))
+        out.update(**run_pull(s, s.dataset, full=full))
 
 
 def _status_human(r: Reporter) -> None:

@@ -10,6 +10,7 @@ token), raised before anything is recorded as pushed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import mimetypes
 import os
@@ -91,6 +92,14 @@ class ReviewServer:
         me = self.call("checking the API token", self._sdk.users.whoami)
         return {"id": me.id, "email": me.email}
 
+    def server_time(self) -> dt.datetime:
+        """The server's clock (HTTP Date header, whole seconds): task update times are on this clock, not ours."""
+        from email.utils import parsedate_to_datetime
+
+        resp = self.call("reading the server time", self._http.get, "/health")
+        self._raise_for(resp, "reading the server time")
+        return parsedate_to_datetime(resp.headers["date"])
+
     def users(self) -> dict[int, str]:
         """user id -> e-mail: task listings name annotators by id only."""
         return {u.id: u.email for u in self.call("listing users", lambda: list(self._sdk.users.list()))}
@@ -121,9 +130,16 @@ class ReviewServer:
                   use_blob_urls=True, regex_filter="^$", title=f"curate: {folder.name}")
 
     # -- tasks ----------------------------------------------------------------------------
-    def iter_tasks(self, project: int) -> Iterator[Any]:
-        """Every task with its annotations, page by page."""
-        pager = self.call("listing tasks", self._sdk.tasks.list, project=project, fields="all", page_size=200)
+    def iter_tasks(self, project: int, updated_after: dt.datetime | None = None) -> Iterator[Any]:
+        """Every task with its annotations (or only those updated after a time, by the server's clock), page by page.
+
+        Label Studio bumps a task's ``updated_at`` whenever one of its annotations is saved."""
+        query = None
+        if updated_after is not None:
+            stamp = updated_after.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            query = json.dumps({"filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": stamp}]}})
+        pager = self.call("listing tasks", self._sdk.tasks.list, project=project, fields="all", page_size=200, query=query)
         iterator = iter(pager)
         while True:
             task = self.call("listing tasks", next, iterator, None)

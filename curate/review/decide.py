@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from curate.review.project import chosen_label
 
-__all__ = ["Decision", "decide"]
+__all__ = ["Decision", "decide", "parse_time"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Decision:
     signature: str = ""
 
 
-def _when(value: Any) -> dt.datetime:
+def parse_time(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return value
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -48,10 +48,10 @@ def _annotator(annotation: Mapping[str, Any]) -> str:
 
 def decide(annotations: Sequence[Mapping[str, Any]]) -> Decision:
     signature = hashlib.sha256(
-        "|".join(sorted(f"{a['id']}@{_when(a['updated_at']).isoformat()}:{bool(a.get('was_cancelled'))}" for a in annotations)).encode()
+        "|".join(sorted(f"{a['id']}@{parse_time(a['updated_at']).isoformat()}:{bool(a.get('was_cancelled'))}" for a in annotations)).encode()
     ).hexdigest()[:32]
     latest: dict[str, Mapping[str, Any]] = {}
-    for a in sorted(annotations, key=lambda a: (_when(a["updated_at"]), a["id"])):
+    for a in sorted(annotations, key=lambda a: (parse_time(a["updated_at"]), a["id"])):
         latest[_annotator(a)] = a
     answers = {who: chosen_label(a.get("result")) for who, a in latest.items() if not a.get("was_cancelled")}
     answers = {who: label for who, label in answers.items() if label is not None}
@@ -64,5 +64,5 @@ def decide(annotations: Sequence[Mapping[str, Any]]) -> Decision:
     if rest and rest[0][1] == top_n:
         return Decision("conflict", None, dict(votes), agreement, signature=signature)
     voters = tuple(sorted(who for who, label in answers.items() if label == top))
-    deciding = max((latest[w] for w in voters), key=lambda a: (_when(a["updated_at"]), a["id"]))
-    return Decision("done", top, dict(votes), agreement, voters, int(deciding["id"]), _when(deciding["updated_at"]), signature)
+    deciding = max((latest[w] for w in voters), key=lambda a: (parse_time(a["updated_at"]), a["id"]))
+    return Decision("done", top, dict(votes), agreement, voters, int(deciding["id"]), parse_time(deciding["updated_at"]), signature)

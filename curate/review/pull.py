@@ -1,7 +1,7 @@
 """`curate review pull`: bring human decisions back into the ledger, then mirror them into FiftyOne.
 
-Idempotent and incremental: a task whose annotations carry the same signature as at the previous
-pull is skipped, and every human label event has a dedup key built from the deciding annotation and
+Idempotent and incremental: only tasks the server updated since the previous pull are listed, a
+listed task whose annotations carry the same signature as before is skipped, and every human label event has a dedup key built from the deciding annotation and
 its edit time, so pulling twice, or two pulls at once, writes each decision exactly once. An edited
 annotation has a new edit time: it becomes a new event whose ``previous_label`` is the old decision,
 and the old event stays (the ledger is append-only).
@@ -9,6 +9,7 @@ and the old event stays (the ledger is append-only).
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -47,7 +48,9 @@ def _with_retry(fn, attempts: int = 8):  # noqa: ANN001, ANN202
     return None
 
 
-def pull(settings, dataset: str) -> dict[str, Any]:  # noqa: ANN001
+def pull(settings, dataset: str, full: bool = False) -> dict[str, Any]:  # noqa: ANN001
+    """Record new decisions. Incremental: only tasks the server updated since the previous pull are listed;
+    ``full`` lists every task, which also notices tasks deleted on the server."""
     from curate.review.client import connect
     from curate.review.mirror import mirror_from_ledger
     from curate.review.push import adopt_orphans
@@ -61,23 +64,50 @@ def pull(settings, dataset: str) -> dict[str, Any]:  # noqa: ANN001
     project = server.find_project(proj.project_title(dataset))
     if project is None:
         server.close()
-        return {"dataset": dataset, "server": server.url, "project": None, "tasks": 0, "changed": 0, "new_human_labels": 0}
-    listed = list(server.iter_tasks(project))
+        return {"dataset": dataset, "server": server.url, "project": None, "listed": 0, "changed": 0, "new_human_labels": 0}
+    since = None if full else _watermark(url, dataset_id, project)
+    listed_from = server.server_time()
+    listed = list(server.iter_tasks(project, updated_after=since))
     users = server.users()
     server.close()
     tasks = {t.id: _annotation_dicts(t, users) for t in listed}
 
     def write() -> dict[str, Any]:
+        from curate.store.sql.models import ReviewPull
+
         with session.session_scope(url) as db:
             adopted = adopt_orphans(listed, db, dataset_id, project)  # a push killed mid-way left these unrecorded
-            return {"adopted_from_interrupted_push": adopted, **_apply(db, dataset_id, project, tasks)}
+            counts = _apply(db, dataset_id, project, tasks, complete=since is None)
+            # In the same transaction: a pull that dies before committing does not move the watermark.
+            db.add(ReviewPull(dataset_id=dataset_id, ls_project_id=project, listed_from=listed_from, full=since is None, listed=len(listed),
+                              changed=counts["changed"], new_human_labels=counts["new_human_labels"]))
+            return {"adopted_from_interrupted_push": adopted, **counts}
 
     counts = _with_retry(write)
     mirror_from_ledger(url, settings.home, dataset, dataset_id, project)
-    return {"dataset": dataset, "server": server.url, "project": project, "tasks": len(tasks), **counts}
+    return {"dataset": dataset, "server": server.url, "project": project, "incremental_since": since.isoformat() if since else None,
+            "listed": len(listed), **counts}
 
 
-def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: ANN001
+def _watermark(url: str, dataset_id: int, project: int) -> dt.datetime | None:
+    """Where the next listing starts: when the newest completed pull began listing, by the server's clock,
+    less two seconds (its Date header has whole seconds). None: no pull yet, list everything."""
+    from sqlalchemy import func, select
+
+    from curate.store.sql import session
+    from curate.store.sql.models import ReviewPull
+
+    with session.session_scope(url) as db:
+        newest = db.scalar(select(func.max(ReviewPull.listed_from)).where(ReviewPull.dataset_id == dataset_id, ReviewPull.ls_project_id == project))
+    if newest is None:
+        return None
+    if newest.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
+        newest = newest.replace(tzinfo=dt.timezone.utc)
+    return newest - dt.timedelta(seconds=2)
+
+
+def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, Any]]], complete: bool) -> dict[str, Any]:  # noqa: ANN001
+    """Apply the listed tasks' decisions; ``complete`` (every task was listed) lets a missing task count as deleted."""
     from curate.review.records import known_tasks
     from curate.store.sql import ledger
     from curate.store.sql.models import ReviewResult, utcnow
@@ -89,7 +119,9 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
     now = utcnow()
     for task_id, (task, result) in known.items():
         if task_id not in tasks:
-            if task.state != "cancelled":
+            if not complete:
+                counts["unchanged"] += 1
+            elif task.state != "cancelled":
                 task.state, task.updated_at = "cancelled", now
                 counts["deleted_on_server"] += 1
             continue

@@ -38,6 +38,7 @@ __all__ = [
     "LabelEvent",
     "ReviewTask",
     "ReviewResult",
+    "ReviewPull",
     "ModelRun",
     "Checkpoint",
     "WorkflowRun",
@@ -163,6 +164,23 @@ class ReviewResult(Base):
     conflict: Mapped[bool] = mapped_column(Boolean, default=False)
     annotations_sig: Mapped[str | None] = mapped_column(String(64))
     pulled_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class ReviewPull(Base):
+    """A completed pull. ``listed_from`` is the server's clock when its listing began: the next pull
+    lists only tasks updated after it (less a little slack), so a task edited mid-listing is never missed."""
+
+    __tablename__ = "review_pulls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    ls_project_id: Mapped[int] = mapped_column(Integer)
+    listed_from: Mapped[dt.datetime] = mapped_column()
+    full: Mapped[bool] = mapped_column(Boolean)
+    listed: Mapped[int] = mapped_column(Integer)
+    changed: Mapped[int] = mapped_column(Integer)
+    new_human_labels: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ModelRun(Base):

@@ -1,4 +1,5 @@
-"""review_results: what the model proposed when a sample was pushed, and what humans decided.
+"""review_results: what the model proposed when a sample was pushed, and what humans decided;
+review_pulls: one row per completed pull, whose server time the next pull lists from.
 
 A separate table rather than new review_tasks columns: SQLite can only drop columns by
 rebuilding the table, which would lose review_tasks' CHECK constraint on downgrade.
@@ -35,5 +36,22 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "review_pulls",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("ls_project_id", sa.Integer, nullable=False),
+        sa.Column("listed_from", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("full", sa.Boolean, nullable=False),
+        sa.Column("listed", sa.Integer, nullable=False),
+        sa.Column("changed", sa.Integer, nullable=False),
+        sa.Column("new_human_labels", sa.Integer, nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_review_pulls_project", "review_pulls", ["dataset_id", "ls_project_id", "listed_from"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_review_pulls_project", "review_pulls")
+    op.drop_table("review_pulls")
     op.drop_table("review_results")
