@@ -106,7 +106,8 @@ def _stage_review_push(settings: Settings, params: dict[str, Any], base: Path, p
     from curate.review.push import push
 
     return push(settings, params.get("dataset", settings.dataset), float(params.get("threshold", settings.review_threshold)),
-                int(params["limit"]) if params.get("limit") else None, int(params.get("batch_size", 100)), progress)
+                int(params["limit"]) if params.get("limit") else None, int(params.get("batch_size", 100)), progress,
+                annotators=int(params["annotators"]) if params.get("annotators") else None)
 
 
 def _stage_review_pull(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
