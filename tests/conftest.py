@@ -132,6 +132,7 @@ def ingest_unfiltered(tmp_path: Path, kind: str, root: Path, name: str) -> tuple
 
 
 LS_VENV = Path(os.environ.get("CURATE_LABEL_STUDIO_VENV") or REPO / ".ls-venv")
+os.environ["CURATE_LABEL_STUDIO_VENV"] = str(LS_VENV)  # every server a test starts uses this install, never a fresh one
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +140,6 @@ def label_studio_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated Label Studio data dir with its admin and token: the first start (~35 s) happens once per session."""
     if not (LS_VENV / "bin" / "label-studio").is_file():
         pytest.skip(f"Label Studio not installed at {LS_VENV} (`make test` installs it; or set CURATE_LABEL_STUDIO_VENV)")
-    os.environ["CURATE_LABEL_STUDIO_VENV"] = str(LS_VENV)
     from curate.review import server
 
     home = tmp_path_factory.mktemp("ls-template")

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _free_port, last_json, run_cli
-
-LS_VENV = os.environ.get("CURATE_LABEL_STUDIO_VENV", "")
+from tests.conftest import LS_VENV, _free_port, last_json, run_cli
 
 
-@pytest.mark.skipif(not (Path(LS_VENV) / "bin" / "label-studio").is_file(),
+@pytest.mark.skipif(not (LS_VENV / "bin" / "label-studio").is_file(),
                     reason="Label Studio venv not found (CURATE_LABEL_STUDIO_VENV; `make test` installs it into .ls-venv)")
 def test_serve_status_stop_and_the_token_stays_secret(tmp_path: Path, curate_home: Path) -> None:
     port = _free_port()

@@ -45,7 +45,7 @@ def _with_retry(fn, attempts: int = 8):  # noqa: ANN001, ANN202
             if "locked" not in str(exc.orig) or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
-    return None
+    raise AssertionError("unreachable: the last attempt re-raises")
 
 
 def pull(settings, dataset: str, full: bool = False) -> dict[str, Any]:  # noqa: ANN001

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -141,6 +142,7 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
          progress: Callable[[int], None] | None = None, annotators: int | None = None) -> dict[str, Any]:
     """Route, screen and send; ``annotators`` sets how many people label each task (Label Studio's overlap)."""
     from curate.review.client import connect
+    from curate.review.mirror import mirror_from_ledger
     from curate.review.records import known_tasks, record_pushed, sample_ids
     from curate.store.sql import ledger, session
 
@@ -184,21 +186,12 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
             if progress:
                 progress(len(batch))
     server.close()
-    from curate.review.mirror import mirror_from_ledger
-
     mirror_from_ledger(url, settings.home, dataset, dataset_id, project)
     routed = [item for item, _ in sendable]
     return {
         "dataset": dataset, "server": server.url, "project": project, "project_created": created, "threshold": threshold,
         "queued": len(queue), "already_in_review": len(in_review), "adopted_from_interrupted_push": adopted,
         "pushed": len(pushed), "left_in_queue": len(queue) - len(routed) - len(refused), "refused": refused,
-        "by_reason": _count(r.reason for r in routed), "by_class": _count(r.group for r in routed), "images": images.counts,
+        "by_reason": dict(Counter(r.reason for r in routed).most_common()), "by_class": dict(Counter(r.group for r in routed).most_common()), "images": images.counts,
         "model_version": model_version,
     }
-
-
-def _count(values) -> dict[str, int]:  # noqa: ANN001
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))

@@ -28,7 +28,7 @@ def review_status(url: str, dataset: str) -> dict[str, Any]:
     with session.session_scope(url) as db:
         found = ledger.require_dataset(db, dataset)
         rows = db.execute(
-            select(ReviewTask.state, ReviewTask.ls_project_id, ReviewResult.label_at_push, ReviewResult.model_label, ReviewResult.human_label,
+            select(ReviewTask.state, ReviewResult.label_at_push, ReviewResult.model_label, ReviewResult.human_label,
                    ReviewResult.votes, ReviewResult.conflict)
             .join(Sample, Sample.id == ReviewTask.sample_id)
             .outerjoin(ReviewResult, ReviewResult.review_task_id == ReviewTask.id)
@@ -37,7 +37,7 @@ def review_status(url: str, dataset: str) -> dict[str, Any]:
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: {"pending": 0, "done": 0, "skipped": 0, "conflict": 0, "cancelled": 0})
     changed = decided = with_model = model_agrees = multi = unanimous = 0
     agreement_sum = 0.0
-    for state, _project, before, model, human, votes, conflict in rows:
+    for state, before, model, human, votes, conflict in rows:
         per_class[before or "unlabeled"]["conflict" if conflict else state] += 1
         if state == "done" and human:
             decided += 1
