@@ -50,28 +50,46 @@ def _teacher(name: str, home: Path, url: str, **kw):  # noqa: ANN003, ANN202
     from curate.models.train import TrainConfig
     from curate.prelabel.teacher import TeacherOptions, train_teacher
 
-    cfg = TrainConfig(arch="resnet18", image_size=32, epochs=1, batch_size=16, device="cpu", max_steps_per_epoch=2, **kw)
-    opts = TeacherOptions(dataset=name, config=cfg, folds=2, oof="full")
+    cfg = TrainConfig(**{"arch": "resnet18", "image_size": 32, "epochs": 1, "batch_size": 16, "device": "cpu", "max_steps_per_epoch": 2, **kw})
+    opts = TeacherOptions(dataset=name, config=cfg, folds=2, oof="cross")
     return train_teacher(opts, url, home)
 
 
-def test_oof_probabilities_never_come_from_a_model_that_saw_the_sample(tiny_dataset) -> None:  # noqa: ANN001
+def test_oof_probabilities_come_from_the_fold_model_that_never_saw_the_sample(tiny_dataset) -> None:  # noqa: ANN001
+    """Each train row's OOF row equals what its own held-out fold model predicts, and that model's
+    training rows exclude it; val/test rows (no member trained on them) get the teacher's mean."""
+    import json
+
+    from curate.models.calibrate import softmax
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.infer import predict
     from curate.models.manifest import from_dataset
-    from curate.models.oof import oof_full
-    from curate.models.train import TrainConfig
-    from curate.taxonomy import EMOTIONS
+    from curate.models.preprocess import Preprocess
+    from curate.prelabel.teacher import split_rows
 
     name, home, url = tiny_dataset
-    rows = [r for r in from_dataset(name, url) if r.label]
-    audit = []
-    cfg = TrainConfig(arch="resnet18", image_size=32, epochs=1, batch_size=16, device="cpu", max_steps_per_epoch=1)
-    probs, folds = oof_full(rows, list(EMOTIONS), cfg, k=3, on_fold=lambda k, train, held: audit.append((k, set(train), set(held))))
-    assert probs.shape == (len(rows), 8) and np.allclose(probs.sum(1), 1, atol=1e-4)
-    covered = set()
-    for k, train, held in audit:
-        assert not train & held and all(folds[i] == k for i in held)
-        covered |= held
-    assert covered == set(range(len(rows)))
+    s = _teacher(name, home, url, epochs=2, max_steps_per_epoch=3, seed=2)
+    run_dir, ckpt = Path(s["run_dir"]), Path(s["checkpoint"])
+    plan = json.loads((run_dir / "plan.json").read_text())
+    train, val, test = split_rows([r for r in from_dataset(name, url) if r.label], 2)
+    assert sorted(plan["folds"]) == sorted(r.uid for r in train) and set(plan["folds"].values()) == {0, 1}
+    oof = np.load(ckpt.with_suffix(".oof.npz"))
+    by_uid = {u: (p, f) for u, p, f in zip(oof["uids"].tolist(), oof["probs"], oof["folds"])}
+    assert set(by_uid) == {r.uid for r in [*train, *val, *test]}
+    for f in (0, 1):
+        member, side = load_checkpoint(run_dir / f"fold-{f}" / "best.safetensors")
+        held = [r for r in train if plan["folds"][r.uid] == f]
+        # The member trained on exactly the other fold (its sidecar history counts the rows it drew).
+        drawn = sum(side["history"][0]["drawn"].values())
+        assert drawn == len(train) - len(held)
+        expected = softmax(predict(member, held, side["classes"], Preprocess.from_dict(side["preprocess"]), 16, "cpu")[0])
+        got = np.array([by_uid[r.uid][0] for r in held])
+        assert np.allclose(got, expected, atol=1e-5) and all(by_uid[r.uid][1] == f for r in held)
+    teacher, side = load_checkpoint(ckpt)
+    mean = softmax(predict(teacher, test, side["classes"], Preprocess.from_dict(side["preprocess"]), 16, "cpu")[0])
+    assert np.allclose(np.array([by_uid[r.uid][0] for r in test]), mean, atol=1e-5)
+    assert all(by_uid[r.uid][1] == -1 for r in test)
+    assert s["oof"]["cost_vs_one_training"] == 1 and s["members"] == 2
 
 
 def test_teacher_checkpoint_metrics_sql_and_oof_fields(tiny_dataset) -> None:  # noqa: ANN001
@@ -79,8 +97,8 @@ def test_teacher_checkpoint_metrics_sql_and_oof_fields(tiny_dataset) -> None:  #
     s = _teacher(name, home, url)
     ckpt = Path(s["checkpoint"])
     assert ckpt.is_file() and ckpt.with_suffix(".json").is_file() and ckpt.with_suffix(".oof.npz").is_file()
-    assert s["oof"]["method"] == "full" and s["oof"]["samples"] == 84
-    assert s["counts"]["test"] == 42 and 0 <= s["test_metrics"]["accuracy"] <= 1
+    assert s["oof"]["method"] == "cross" and s["oof"]["samples"] == 84
+    assert s["counts"]["test"] == 42 and s["test_metrics"]["n"] == 42
     oof = np.load(ckpt.with_suffix(".oof.npz"))
     assert len(set(oof["uids"].tolist())) == 84 and np.allclose(oof["probs"].sum(1), 1, atol=1e-4)
     from curate.store.fo_store import load_dataset
@@ -91,6 +109,42 @@ def test_teacher_checkpoint_metrics_sql_and_oof_fields(tiny_dataset) -> None:  #
         runs = db.execute("SELECT kind, weights_hash FROM model_runs WHERE kind = 'teacher-train'").fetchall()
         assert (("teacher-train", s["sha256"]) in runs)
         assert db.execute("SELECT count(*) FROM checkpoints WHERE sha256 = ?", (s["sha256"],)).fetchone() == (1,)
+
+
+def test_teacher_resumes_after_kill_dash_nine_and_matches_an_uninterrupted_run(tiny_dataset, tmp_path: Path) -> None:  # noqa: ANN001
+    """`curate teacher train` killed mid-run, then `--resume RUN_DIR`: the finished teacher is tensor-for-tensor
+    the one an uninterrupted run trains."""
+    import signal
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    from tests.conftest import last_json, run_cli
+
+    name, home, url = tiny_dataset
+    args = ["teacher", "train", "--dataset", name, "--arch", "resnet18", "--image-size", "32", "--epochs", "3", "--batch-size", "8",
+            "--max-steps-per-epoch", "4", "--device", "cpu", "--folds", "2", "--json"]
+    env = {**os.environ, "CURATE_HOME": str(home), "CURATE_SEED": "3"}
+    out_killed, out_whole = tmp_path / "killed", tmp_path / "whole"
+    exe = Path(os.sys.executable).parent / "curate"
+    proc = subprocess.Popen([str(exe), *args, "--out", str(out_killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    from tests.conftest import wait_for
+
+    assert wait_for(lambda: any(out_killed.glob("teacher-*/fold-0/epoch-001.json")), timeout=300, interval=0.02), "first epoch never finished"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_dir = next(out_killed.glob("teacher-*"))
+    assert not (run_dir / "teacher.safetensors").exists(), "the kill landed after the run finished"
+    done_before = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.glob("fold-*/epoch-*.json"))
+    resumed = last_json(run_cli(*args, "--resume", str(run_dir), env={"CURATE_HOME": str(home), "CURATE_SEED": "3"}))
+    assert resumed["resumed"] is True and Path(resumed["checkpoint"]).parent == run_dir
+    assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.glob("fold-*/epoch-*.json")) == \
+        [f"fold-{f}/epoch-{e:03d}.json" for f in (0, 1) for e in (1, 2, 3)]
+    assert done_before and len(done_before) < 6
+    whole = last_json(run_cli(*args, "--out", str(out_whole), env={"CURATE_HOME": str(home), "CURATE_SEED": "3"}))
+    a, b = load_file(resumed["checkpoint"]), load_file(whole["checkpoint"])
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), "resumed teacher differs from an uninterrupted run"
 
 
 def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset) -> None:  # noqa: ANN001

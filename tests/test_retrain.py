@@ -71,7 +71,7 @@ def test_resume_after_a_crash_continues_exactly(rows, tmp_path: Path) -> None:  
 
     with pytest.raises(Crash):
         retrain(train, val, EMOTIONS, _cfg(3), tmp_path / "crashed", {}, on_epoch=crash_after_two)
-    state = torch.load(tmp_path / "crashed" / "state.pt", weights_only=False)
+    state = torch.load(tmp_path / "crashed" / "state.pt", weights_only=True)  # the saved state needs no pickled code
     assert state["epoch"] == 2 and not (tmp_path / "crashed" / "epoch-003.safetensors").exists()
     resumed = retrain(train, val, EMOTIONS, _cfg(3), tmp_path / "crashed", {}, resume=tmp_path / "crashed" / "state.pt")
     assert resumed["started_at_epoch"] == 3 and [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
@@ -129,3 +129,25 @@ def test_ckplus_rows_carry_their_subject(tmp_path: Path) -> None:
 
     name, home, url = ingest_unfiltered(tmp_path, "ckplus", builders.ckplus(tmp_path / "ck").root, f"ck{os.getpid()}")
     assert {r.group for r in from_dataset(name, url)} == {"S005", "S010"}
+
+
+class _Payload:
+    """A pickle that runs code when loaded: what a hostile `state.pt` would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_refuses_a_state_that_carries_code(tmp_path: Path) -> None:
+    from curate.exceptions import CurateError
+    from curate.models.retrain import load_state
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "state.pt"
+    torch.save({"model": {}, "epoch": _Payload(marker)}, evil)
+    with pytest.raises(CurateError, match="not a curate resume state"):
+        load_state(evil)
+    assert not marker.exists(), "loading the resume state ran its code"

@@ -23,12 +23,13 @@ def _human(r: Reporter) -> None:
 def retrain(
     ctx: typer.Context,
     dataset: DatasetOption = None,
-    arch: Annotated[str, typer.Option("--arch", help="Any timm architecture.")] = "mobilenetv2_100",
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Any timm architecture [default: mobilenetv2_100].")] = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Local weights file or hub name (default: from scratch).")] = None,
-    image_size: Annotated[int, typer.Option("--image-size", min=16)] = 64,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", min=16, help="Input size in px [default: 48].")] = None,
+    stem_stride: Annotated[Optional[int], typer.Option("--stem-stride", min=1, max=4, help="Stem down-sampling 1, 2 or 4 [default: the recipe's for the arch and size].")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="[default: the recipe's]")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: the recipe's].")] = None,
     balance: Annotated[str, typer.Option("--balance", help="oversample, undersample, class-weights or none.")] = "oversample",
     distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the teacher (T=2, 0.7 CE + 0.3 KD).")] = False,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher checkpoint (default: cached prelabel logits or newest teacher).")] = None,
@@ -49,7 +50,9 @@ def retrain(
         if balance not in BALANCE_MODES:
             raise CurateError(f"--balance {balance!r} must be one of {', '.join(BALANCE_MODES)}")
         s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
-        cfg = RetrainConfig(arch=arch, weights=weights, image_size=image_size, epochs=epochs, batch_size=s.batch_size, lr=lr, balance=balance,
-                            distill=distill, device=s.device, workers=default_workers(s.device), seed=s.seed, max_steps_per_epoch=max_steps)
+        given = {"arch": arch, "weights": weights, "image_size": image_size, "stem_stride": stem_stride, "epochs": epochs, "lr": lr,
+                 "max_steps_per_epoch": max_steps}
+        cfg = RetrainConfig(batch_size=s.batch_size, balance=balance, distill=distill, device=s.device, workers=default_workers(s.device),
+                            seed=s.seed, **{k: v for k, v in given.items() if v is not None})
         opts = RetrainOptions(dataset=s.dataset, config=cfg, teacher=teacher, resume=resume, out=out)
         rep.update(**run_retrain(opts, s.database_url, s.home, say=rep.say))

@@ -62,12 +62,28 @@ def read_sidecar(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: Path, device: str = "cpu"):  # noqa: ANN201
-    """(model in eval mode, sidecar)."""
+    """(model in eval mode, sidecar). The weights must match the sidecar's sha256: a checkpoint
+    swapped or half-copied after it was written is refused, not silently used."""
     from safetensors.torch import load_file
 
+    from curate.exceptions import CurateError
     from curate.models.factory import create_model
 
     sidecar = read_sidecar(path)
-    model = create_model(sidecar["arch"], len(sidecar["classes"]))
+    expected = sidecar.get("sha256")
+    if expected and file_sha256(path) != expected:
+        raise CurateError(f"{path}: weights do not match the sha256 in {sidecar_path(path).name} (replaced or damaged after it was written)")
+    stem_stride = (sidecar.get("model_options") or {}).get("stem_stride")
+
+    def build():  # noqa: ANN202
+        return create_model(sidecar["arch"], len(sidecar["classes"]), stem_stride=stem_stride)
+
+    members = int(sidecar.get("members") or 0)
+    if members:
+        from curate.models.ensemble import Ensemble
+
+        model = Ensemble([build() for _ in range(members)])
+    else:
+        model = build()
     model.load_state_dict(load_file(str(path), device=device))
     return model.to(device).eval(), sidecar

@@ -13,7 +13,7 @@ from curate.models.data import FaceDataset, loader_kwargs
 from curate.models.manifest import Row
 from curate.models.preprocess import Preprocess, eval_transform, to_model_input
 
-__all__ = ["resolve_device", "predict", "autocast"]
+__all__ = ["resolve_device", "predict", "autocast", "logits_and_embeddings"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -30,10 +30,23 @@ def autocast(device: torch.device):  # noqa: ANN201
     return torch.autocast("cuda", dtype=dtype)
 
 
+def logits_and_embeddings(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    """(logits, penultimate features) of a timm model, or of anything with its own ``logits_and_embeddings``
+    (the fold-model ensemble a teacher is)."""
+    own = getattr(model, "logits_and_embeddings", None)
+    if own is not None:
+        return own(x)
+    feats = model.forward_head(model.forward_features(x), pre_logits=True)
+    return model.get_classifier()(feats), feats
+
+
 @torch.inference_mode()
 def predict(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess, batch_size: int = 64, device: str = "auto",
             workers: int = 0, progress=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """(logits (N, C) float32, embeddings (N, D) float32), in the order of ``rows``."""
+    """(logits (N, C) float32, embeddings (N, D) float32), in the order of ``rows``.
+
+    With ``pp.tta_flip`` the logits are the mean over the face and its mirror image (faces are
+    left-right symmetric in expression); embeddings are those of the unflipped face."""
     dev = resolve_device(device)
     model = model.to(dev).eval().to(memory_format=torch.channels_last)
     loader = DataLoader(FaceDataset(rows, classes, eval_transform(pp)), batch_size=batch_size, shuffle=False, **loader_kwargs(workers, dev))
@@ -41,8 +54,9 @@ def predict(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess, 
     for x, _, _ in loader:
         x = to_model_input(x.to(dev, non_blocking=True)).contiguous(memory_format=torch.channels_last)
         with autocast(dev):
-            feats = model.forward_head(model.forward_features(x), pre_logits=True)
-            out = model.get_classifier()(feats)
+            out, feats = logits_and_embeddings(model, x)
+            if pp.tta_flip:
+                out = (out + logits_and_embeddings(model, x.flip(3))[0]) / 2
         logits.append(out.float().cpu())
         embeddings.append(feats.float().cpu())
         if progress:

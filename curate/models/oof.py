@@ -1,8 +1,8 @@
 """Out-of-fold (OOF) predicted probabilities: what cleanlab needs to find label errors.
 
 Every labeled sample gets probabilities from a model that never trained on it.
-- ``full``: K models, each fine-tuned on K-1 folds, predicts its held-out fold. Cost: K
-  trainings (K x the teacher's own training time).
+- ``cross`` (curate/prelabel/teacher.py): the teacher *is* K fold models, each predicting the
+  fold it never saw; their mean predicts the rest. Cost: K-1 trainings' worth of images (1x at K = 2).
 - ``linear``: a frozen backbone that never saw this dataset (pretrained ``--weights``)
   embeds every sample once, then a K-fold logistic-regression head predicts each fold.
   Cost: one forward pass + seconds of sklearn. Without pretrained weights it is refused,
@@ -11,13 +11,11 @@ Every labeled sample gets probabilities from a model that never trained on it.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from curate.models.manifest import Row
-
-__all__ = ["stratified_folds", "oof_full", "oof_linear"]
+__all__ = ["stratified_folds", "oof_linear"]
 
 
 def stratified_folds(labels: Sequence[str], k: int, seed: int) -> np.ndarray:
@@ -34,27 +32,6 @@ def stratified_folds(labels: Sequence[str], k: int, seed: int) -> np.ndarray:
         folds[idx] = (np.arange(len(idx)) + offset) % k
         offset += len(idx)
     return folds
-
-
-def oof_full(rows: Sequence[Row], classes: Sequence[str], cfg, k: int,  # noqa: ANN001
-             on_fold: Callable[[int, list[int], list[int]], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(probs (N, C), fold ids). ``on_fold(k, train_idx, held_idx)`` lets callers audit the split."""
-    from curate.models.calibrate import softmax
-    from curate.models.infer import predict
-    from curate.models.preprocess import Preprocess
-    from curate.models.train import train_model
-
-    folds = stratified_folds([r.label for r in rows], k, cfg.seed)
-    probs = np.zeros((len(rows), len(classes)), np.float32)
-    for fold in range(k):
-        held = [i for i in range(len(rows)) if folds[i] == fold]
-        train = [i for i in range(len(rows)) if folds[i] != fold]
-        if on_fold:
-            on_fold(fold, train, held)
-        result = train_model([rows[i] for i in train], [], classes, cfg)
-        logits, _ = predict(result.model, [rows[i] for i in held], classes, Preprocess(cfg.image_size), cfg.batch_size, cfg.device, cfg.workers)
-        probs[held] = softmax(logits)
-    return probs, folds
 
 
 def oof_linear(embeddings: np.ndarray, labels: Sequence[str], classes: Sequence[str], k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,16 +19,18 @@ __all__ = ["Preprocess", "load_face", "eval_transform", "train_transform", "augm
 
 @dataclass(frozen=True)
 class Preprocess:
-    image_size: int = 64
+    image_size: int = 48
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    tta_flip: bool = False  # inference averages the logits of the face and its mirror image
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Preprocess":
-        return cls(image_size=int(data["image_size"]), mean=tuple(data["mean"]), std=tuple(data["std"]))  # type: ignore[arg-type]
+        return cls(image_size=int(data["image_size"]), mean=tuple(data["mean"]), std=tuple(data["std"]),  # type: ignore[arg-type]
+                   tta_flip=bool(data.get("tta_flip", False)))
 
 
 def load_face(path: str | Path, box: tuple[float, float, float, float] | None = None):  # noqa: ANN201

@@ -1,14 +1,18 @@
-"""Class-balanced (optionally distilled) training with per-epoch checkpoints and exact resume.
+"""The checkpointed training loop: class-balanced (optionally distilled) training with per-epoch
+checkpoints and exact resume. The retrain stage and the teacher's fold models both run it.
 
 Why resume is exact: every epoch reseeds Python, NumPy, torch and the DataLoader from
 (seed, epoch), so an epoch's randomness depends only on its number; the resume state
-holds model, optimizer, scheduler, best-so-far and history, written atomically after
-each epoch. A run killed mid-epoch restarts that epoch from the last saved state.
+holds model, weight average, optimizer, scheduler, best-so-far and history, written atomically
+after each epoch. A run killed mid-epoch restarts that epoch from the last saved state.
+The state holds tensors and plain Python values only, so it loads with ``weights_only=True``:
+a tampered ``state.pt`` cannot run code.
 """
 
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,13 +25,14 @@ from torch.utils.data import DataLoader, Subset
 from curate.models.balance import class_counts, class_weights, epoch_indices
 from curate.models.checkpoint import atomic_write_bytes, save_checkpoint
 from curate.models.data import FaceDataset, loader_kwargs
-from curate.models.factory import create_model
+from curate.models.ema import WeightAverage
+from curate.models.factory import model_options
 from curate.models.infer import resolve_device
 from curate.models.manifest import Row
-from curate.models.preprocess import Preprocess, train_transform
+from curate.models.preprocess import train_transform
 from curate.models.train import TrainConfig, _optimizer, evaluate, make_scheduler, run_epoch, seed_everything
 
-__all__ = ["RetrainConfig", "retrain", "distillation_loss"]
+__all__ = ["RetrainConfig", "retrain", "distillation_loss", "load_state"]
 
 
 @dataclass
@@ -51,6 +56,16 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A resume state, refusing anything but tensors and plain values (no pickled code)."""
+    from curate.exceptions import CurateError
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError...
+        raise CurateError(f"{path}: not a curate resume state ({str(exc).splitlines()[0][:160]})") from None
+
+
 def retrain(
     train_rows: Sequence[Row],
     val_rows: Sequence[Row],
@@ -61,31 +76,41 @@ def retrain(
     teacher_logits: np.ndarray | None = None,
     resume: Path | None = None,
     on_epoch: Callable[[dict[str, Any], Path], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train; write ``epoch-NNN.safetensors`` (+ sidecar) per epoch, ``best.*`` for the best macro-F1, ``state.pt``."""
+    """Train; write ``epoch-NNN.safetensors`` (+ sidecar) per epoch, ``best.*`` for the best macro-F1, ``state.pt``.
+
+    With ``cfg.ema_decay`` the checkpoints hold the weight average (what is validated and kept);
+    each epoch's record also carries ``val_raw``, the raw weights' metrics, so the average's gain is on record.
+    """
     device = resolve_device(cfg.device)
-    pp = Preprocess(cfg.image_size)
+    pp = cfg.preprocess()
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[r.label] for r in train_rows])
     weights = class_weights(labels, len(classes)) if cfg.balance == "class-weights" else None
     seed_everything(cfg.seed)
-    model = create_model(cfg.arch, len(classes), cfg.weights).to(device).to(memory_format=torch.channels_last)
+    model = cfg.build_model(len(classes)).to(device).to(memory_format=torch.channels_last)
     optimizer = _optimizer(model, cfg)
     steps_per_epoch = max(1, len(epoch_indices(labels, cfg.balance, cfg.seed, 1)) // cfg.batch_size)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    # The average spans at most a tenth of the run, so a short run is not dominated by its early weights.
+    decay = min(cfg.ema_decay, 1 - 10 / max(20, steps_per_epoch * cfg.epochs)) if cfg.ema_decay else 0.0
+    average = WeightAverage(model, decay) if decay > 0 else None
     scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, int(steps_per_epoch * cfg.warmup_epochs))
     criterion = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, device=device) if weights else None, label_smoothing=cfg.label_smoothing)
     teacher = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
-    if cfg.distill and teacher is None:
-        raise ValueError("distillation needs teacher logits for every training row")
+    if cfg.distill and (teacher is None or len(teacher) != len(train_rows)):
+        raise ValueError("distillation needs teacher logits for every training row, in the rows' order")
 
     start_epoch, best_f1, best_epoch, history = 1, -1.0, 0, []
     if resume is not None:
-        state = torch.load(resume, map_location=device, weights_only=False)
+        state = load_state(resume, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if average is not None and state.get("average") is not None:
+            average.load_state_dict(state["average"])
         start_epoch, best_f1, best_epoch, history = state["epoch"] + 1, state["best_f1"], state["best_epoch"], state["history"]
 
     def kd_loss(out: torch.Tensor, ce: torch.Tensor, rows_idx: torch.Tensor) -> torch.Tensor:
@@ -93,8 +118,10 @@ def retrain(
         return (1 - cfg.kd_weight) * ce + cfg.kd_weight * kd
 
     extra_loss = kd_loss if cfg.distill else None
+    after_step = (lambda: average.update(model)) if average is not None else None
     dataset = FaceDataset(train_rows, classes, train_transform(pp))
     out_dir.mkdir(parents=True, exist_ok=True)
+    options = model_options(cfg.resolved_stem_stride())
     seen, train_time = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs + 1):
         seed_everything(cfg.seed * 1000 + epoch)
@@ -102,20 +129,28 @@ def retrain(
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         loader = DataLoader(Subset(dataset, drawn.tolist()), batch_size=cfg.batch_size, shuffle=True, drop_last=len(drawn) > cfg.batch_size,
                             generator=generator, **loader_kwargs(cfg.workers, device))
-        losses, n, seconds = run_epoch(model, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp, extra_loss=extra_loss)
+        losses, n, seconds = run_epoch(model, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp,
+                                       extra_loss=extra_loss, progress=progress, after_step=after_step)
         seen, train_time = seen + n, train_time + seconds
-        metrics, _ = evaluate(model, val_rows, classes, pp, cfg)
+        t_eval = time.perf_counter()
+        kept = average.model if average is not None else model
+        metrics, _ = evaluate(kept, val_rows, classes, pp, cfg)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "lr": scheduler.get_last_lr()[0],
-                  "drawn": class_counts(labels[drawn], classes), "val": metrics}
+                  "drawn": class_counts(labels[drawn], classes), "val": metrics, "train_seconds": round(seconds, 1)}
+        if average is not None:
+            raw, _ = evaluate(model, val_rows, classes, pp, cfg)
+            record["val_raw"] = {k: v for k, v in raw.items() if k != "confusion_matrix"}
+        record["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
         history.append(record)
-        sidecar = {"arch": cfg.arch, "classes": list(classes), "preprocess": pp.to_dict(), "temperature": 1.0, "epoch": epoch,
-                   "train_config": cfg.to_dict(), "history": history, "metrics": metrics, **sidecar_extra}
+        sidecar = {"arch": cfg.arch, "classes": list(classes), "preprocess": pp.to_dict(), "model_options": options, "temperature": 1.0,
+                   "epoch": epoch, "train_config": cfg.to_dict(), "history": history, "metrics": metrics, **sidecar_extra}
         ckpt = out_dir / f"epoch-{epoch:03d}.safetensors"
-        save_checkpoint(ckpt, model, sidecar)
+        save_checkpoint(ckpt, kept, sidecar)
         if metrics["macro_f1"] > best_f1:
             best_f1, best_epoch = metrics["macro_f1"], epoch
-            save_checkpoint(out_dir / "best.safetensors", model, {**sidecar, "best_of": str(ckpt.name)})
+            save_checkpoint(out_dir / "best.safetensors", kept, {**sidecar, "best_of": str(ckpt.name)})
         _save_state(out_dir / "state.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                           "average": average.state_dict() if average is not None else None,
                                            "epoch": epoch, "best_f1": best_f1, "best_epoch": best_epoch, "history": history})
         if on_epoch:
             on_epoch(record, ckpt)

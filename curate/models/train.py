@@ -1,8 +1,10 @@
-"""The training loop shared by the teacher and the retrain stage.
+"""The training recipe shared by the teacher and the retrain stage.
 
-AdamW or SGD, linear warm-up then cosine decay, label smoothing, class weights or a
-sampler, fixed seeds, DataLoader workers; AMP and channels_last on CUDA. The best epoch
-by validation macro-F1 is kept.
+The recipe for 48 px grey faces (issue 11, measured in bench/models.py): the stem keeps full
+resolution (``stem_stride``, see factory.py), AdamW with linear warm-up then cosine decay,
+label smoothing 0.1, batched FER augmentations, an exponential moving average of the weights
+(``ema_decay``) and horizontal-flip test-time augmentation (``tta_flip``); fixed seeds; AMP and
+channels_last on CUDA. The best epoch by validation macro-F1 is kept.
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ __all__ = ["TrainConfig", "TrainResult", "train_model", "run_epoch", "seed_every
 class TrainConfig:
     arch: str = "resnet50"
     weights: str | None = None
-    image_size: int = 64
+    image_size: int = 48
+    stem_stride: int | None = None  # None: the recipe's for arch and size (factory.default_stem_stride)
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.05
     optimizer: str = "adamw"
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    ema_decay: float = 0.998  # 0 turns the weight average off
+    tta_flip: bool = True
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -47,6 +52,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def resolved_stem_stride(self) -> int | None:
+        from curate.models.factory import default_stem_stride
+
+        return self.stem_stride if self.stem_stride is not None else default_stem_stride(self.arch, self.image_size)
+
+    def preprocess(self) -> Preprocess:
+        return Preprocess(image_size=self.image_size, tta_flip=self.tta_flip)
+
+    def build_model(self, num_classes: int):  # noqa: ANN201
+        return create_model(self.arch, num_classes, self.weights, stem_stride=self.resolved_stem_stride())
 
 
 @dataclass
@@ -89,10 +105,11 @@ def evaluate(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess,
 
 def run_epoch(model, loader, steps: int, optimizer, scheduler, criterion, device: torch.device, pp: Preprocess,  # noqa: ANN001
               extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-              progress: Callable[[int], None] | None = None) -> tuple[list[float], int, float]:
+              progress: Callable[[int], None] | None = None,
+              after_step: Callable[[], None] | None = None) -> tuple[list[float], int, float]:
     """One pass of at most ``steps`` batches: batched augmentation, AMP on CUDA, one optimizer and
-    scheduler step per batch. ``extra_loss(logits, loss, row_indices)`` may rewrite the loss (distillation).
-    Returns (losses, images seen, seconds)."""
+    scheduler step per batch. ``extra_loss(logits, loss, row_indices)`` may rewrite the loss (distillation);
+    ``after_step()`` runs after each optimizer step (the weight average). Returns (losses, images seen, seconds)."""
     model.train()
     t0, losses, seen = time.perf_counter(), [], 0
     for step, (x, y, rows_idx) in enumerate(loader):
@@ -109,6 +126,8 @@ def run_epoch(model, loader, steps: int, optimizer, scheduler, criterion, device
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if after_step:
+            after_step()
         losses.append(loss.item())
         seen += len(x)
         if progress:
@@ -127,8 +146,8 @@ def train_model(
     """Train ``cfg.arch`` on labeled rows; evaluate on ``val_rows`` each epoch; return the best model."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    pp = Preprocess(image_size=cfg.image_size)
-    model = create_model(cfg.arch, len(classes), cfg.weights).to(device).to(memory_format=torch.channels_last)
+    pp = cfg.preprocess()
+    model = cfg.build_model(len(classes)).to(device).to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(FaceDataset(train_rows, classes, train_transform(pp)), batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_rows) > cfg.batch_size,
                         generator=generator, **loader_kwargs(cfg.workers, device))

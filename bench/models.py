@@ -1,0 +1,420 @@
+"""Models that learn (issue 11): the recipe's student, distilled student and fold-model teacher on FER2013.
+
+    python bench/models.py train student   [--epochs 12]            # MobileNetV2 from scratch, the retrain defaults
+    python bench/models.py train teacher   [--epochs 8] [--folds 2] # ResNet-50 fold models = the teacher (+ OOF)
+    python bench/models.py train distilled [--epochs 12]            # MobileNetV2 distilled from that teacher
+    python bench/models.py report                                    # score every run on test -> RESULTS.md, results/models.json
+
+Train on FER2013 train (sharp), select on a stratified 10 % validation carve of it, report on the
+7,178 test faces. Runs from plain data (class folders -> manifest rows) with torch/timm only, so the
+same commands run on a GPU machine. Every run checkpoints each epoch into
+``bench/runs/<device>/<run>/`` and a re-run of the same command resumes it (kill it whenever);
+``bench/results/models-<device>-<run>.json`` gets the accuracy-per-epoch curve after every epoch, so
+an unfinished run still shows where it was heading. ``--threads`` caps torch's CPU threads (two
+runs side by side on 2 cores: 1 each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._results import machine, write_section  # noqa: E402
+from bench.teacher import rows_of  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH / "results"
+DEFAULT_DATA = BENCH.parents[1] / "shared/data/fer2013"
+RUNS = ("student", "teacher", "distilled")
+
+
+def device_kind(device: str) -> str:
+    """cpu or gpu; smoke runs (--limit) get their own folders and results, never mixed with real ones."""
+    import torch
+
+    kind = "cpu" if device == "cpu" or (device == "auto" and not torch.cuda.is_available()) else "gpu"
+    return f"smoke-{kind}" if LIMIT else kind
+
+
+def run_dir(kind: str, run: str) -> Path:
+    return BENCH / "runs" / kind / run
+
+
+def progress_path(kind: str, run: str) -> Path:
+    base = BENCH / "runs" if kind.startswith("smoke") else RESULTS_DIR
+    return base / f"models-{kind}-{run}.json"
+
+
+LIMIT: int | None = None  # --limit: a smoke run on the first N faces of each split
+
+
+def data_rows(data: Path, seed: int = 0) -> tuple[list, list, list]:
+    from curate.prelabel.teacher import split_rows
+
+    if not (data / "train").is_dir():
+        raise SystemExit(f"error: {data}: no train/<class> folders (pass --data)")
+    train, val, _ = split_rows(rows_of(data, "train", LIMIT, seed), seed)
+    return train, val, rows_of(data, "test", LIMIT, seed)
+
+
+def config_for(run: str, args: argparse.Namespace):  # noqa: ANN201
+    """The command defaults (the recipe), with the few knobs the bench varies."""
+    from curate.models.retrain import RetrainConfig
+
+    if run == "teacher":
+        cfg = RetrainConfig(arch="resnet50", balance="none")  # the teacher's probabilities must keep the data's prior
+    else:
+        cfg = RetrainConfig(distill=run == "distilled")
+    cfg.max_steps_per_epoch = args.max_steps
+    for name in ("epochs", "lr", "image_size", "stem_stride", "batch_size"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    cfg.device = args.device
+    cfg.workers = 0 if "cpu" in device_kind(args.device) else 8
+    return cfg
+
+
+def _say(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, file=sys.stderr, flush=True)
+
+
+def _train_one(name: str, rows: list, val: list, cfg, out: Path, kind: str, teacher_logits=None,  # noqa: ANN001
+               extra: dict | None = None) -> dict[str, Any]:
+    """One resumable training run; its progress file is rewritten after every epoch."""
+    from curate.models.retrain import retrain
+    from curate.taxonomy import EMOTIONS
+
+    state = out / "state.pt"
+    done = out / "done.json"
+    if done.exists():
+        _say(f"{name}: finished earlier ({done})")
+        return json.loads(done.read_text())
+    started = time.time()
+    record_path = progress_path(kind, name.replace("/", "-"))
+    prior = json.loads(record_path.read_text()) if record_path.exists() and state.exists() else {}
+    spent = float(prior.get("train_minutes", 0.0))
+
+    def on_epoch(record: dict, _ckpt: Path) -> None:
+        nonlocal spent
+        spent += record["train_seconds"] / 60
+        curve = [{"epoch": r["epoch"], "val_accuracy": r["val"]["accuracy"], "val_macro_f1": r["val"]["macro_f1"],
+                  "val_raw_accuracy": r.get("val_raw", {}).get("accuracy"), "train_loss": r["train_loss"]} for r in history_of(out)]
+        eta = (cfg.epochs - record["epoch"]) * (record["train_seconds"] + record["eval_seconds"]) / 60
+        _say(f"{name} epoch {record['epoch']}/{cfg.epochs}: loss {record['train_loss']:.3f}, val acc {record['val']['accuracy']:.3f} "
+             f"(raw weights {record.get('val_raw', {}).get('accuracy', float('nan')):.3f}), macro-F1 {record['val']['macro_f1']:.3f}; "
+             f"{record['train_seconds']:.0f} s train + {record['eval_seconds']:.0f} s val; ETA {eta:.0f} min")
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps({"run": name, "device": kind, "machine": machine(), "config": cfg.to_dict(),
+                                           "train_rows": len(rows), "val_rows": len(val), "train_minutes": round(spent, 2),
+                                           "epochs_done": record["epoch"], "curve": curve, **(extra or {})}, indent=1) + "\n")
+
+    _say(f"{name}: {cfg.arch} (stem stride {cfg.resolved_stem_stride()}), {len(rows)} train / {len(val)} val faces, {cfg.epochs} epochs"
+         + (f"; resuming after epoch {len(history_of(out))}" if state.exists() else ""))
+    result = retrain(rows, val, EMOTIONS, cfg, out, {"bench": name}, teacher_logits, state if state.exists() else None, on_epoch)
+    summary = {"best_epoch": result["best_epoch"], "train_images_per_s": result["train_images_per_s"],
+               "wall_minutes_this_invocation": round((time.time() - started) / 60, 1)}
+    done.write_text(json.dumps(summary) + "\n")
+    return summary
+
+
+def history_of(out: Path) -> list[dict]:
+    side = out / "best.json"
+    latest = sorted(out.glob("epoch-*.json"))
+    if not latest:
+        return []
+    return json.loads(latest[-1].read_text())["history"] if latest else json.loads(side.read_text())["history"]
+
+
+def teacher_paths(kind: str) -> tuple[Path, Path]:
+    base = run_dir(kind, "teacher")
+    return base / "teacher.safetensors", base / "oof.npz"
+
+
+def train_teacher(args: argparse.Namespace) -> None:
+    """K fold models on the train carve; then their ensemble checkpoint and the OOF probabilities."""
+    from curate.models.oof import stratified_folds
+
+    kind = device_kind(args.device)
+    train, val, _ = data_rows(args.data)
+    cfg = config_for("teacher", args)
+    folds = stratified_folds([r.label for r in train], args.folds, cfg.seed)
+    for f in range(args.folds):
+        fold_rows = [r for r, k in zip(train, folds) if k != f]
+        _train_one(f"teacher/fold-{f}", fold_rows, val, cfg, run_dir(kind, "teacher") / f"fold-{f}", kind,
+                   extra={"fold": f, "folds": args.folds})
+    assemble_teacher(kind, train, folds, args)
+
+
+def assemble_teacher(kind: str, train: list, folds: np.ndarray, args: argparse.Namespace) -> None:
+    from curate.models.calibrate import softmax
+    from curate.models.checkpoint import load_checkpoint, save_checkpoint
+    from curate.models.ensemble import Ensemble
+    from curate.models.infer import predict
+    from curate.models.preprocess import Preprocess
+
+    members, sides = [], []
+    for f in range(args.folds):
+        model, side = load_checkpoint(run_dir(kind, "teacher") / f"fold-{f}" / "best.safetensors")
+        members.append(model)
+        sides.append(side)
+    pp = Preprocess.from_dict(sides[0]["preprocess"])
+    oof = np.zeros((len(train), len(sides[0]["classes"])), np.float32)
+    for f, model in enumerate(members):
+        held = [i for i in range(len(train)) if folds[i] == f]
+        logits, _ = predict(model, [train[i] for i in held], sides[0]["classes"], pp, 256, args.device)
+        oof[held] = softmax(logits)
+    ckpt, oof_path = teacher_paths(kind)
+    side = {k: sides[0][k] for k in ("arch", "classes", "preprocess", "model_options", "train_config")}
+    save_checkpoint(ckpt, Ensemble(members), {**side, "kind": "teacher", "members": len(members), "temperature": 1.0,
+                                              "fold_best_epochs": [s["epoch"] for s in sides]})
+    np.savez_compressed(oof_path, uids=np.array([r.uid for r in train]), probs=oof, folds=folds)
+    _say(f"teacher: {ckpt} ({len(members)} fold models), OOF probabilities for {len(train)} train faces -> {oof_path}")
+
+
+def train_distilled(args: argparse.Namespace) -> None:
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.infer import predict
+    from curate.models.preprocess import Preprocess
+
+    kind = device_kind(args.device)
+    ckpt, _ = teacher_paths(kind)
+    if not ckpt.exists():
+        raise SystemExit(f"error: {ckpt}: no teacher yet; run `python bench/models.py train teacher` first")
+    train, val, _ = data_rows(args.data)
+    cache = run_dir(kind, "distilled") / "teacher-logits.npy"
+    if cache.exists():
+        logits = np.load(cache)
+    else:
+        model, side = load_checkpoint(ckpt)
+        _say(f"distilled: teacher logits for {len(train)} train faces")
+        logits, _ = predict(model, train, side["classes"], Preprocess.from_dict(side["preprocess"]), 256, args.device)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, logits)
+    _train_one("distilled", train, val, config_for("distilled", args), run_dir(kind, "distilled"), kind, teacher_logits=logits)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _scores(model, rows: list, side: dict, device: str, tta: bool | None = None) -> np.ndarray:  # noqa: ANN001
+    from dataclasses import replace
+
+    from curate.models.infer import predict
+    from curate.models.preprocess import Preprocess
+
+    pp = Preprocess.from_dict(side["preprocess"])
+    if tta is not None:
+        pp = replace(pp, tta_flip=tta)
+    logits, _ = predict(model, rows, side["classes"], pp, 256, device)
+    return logits
+
+
+def _truth(rows: list, classes: list[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[r.label] for r in rows])
+
+
+def evaluate_student(run: str, kind: str, test: list, args: argparse.Namespace) -> dict[str, Any] | None:
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.metrics import classification_metrics
+
+    best = run_dir(kind, run) / "best.safetensors"
+    if not best.exists():
+        return None
+    model, side = load_checkpoint(best)
+    y = _truth(test, side["classes"])
+    tta = _scores(model, test, side, args.device, True)
+    plain = _scores(model, test, side, args.device, False)
+    progress = json.loads(progress_path(kind, run).read_text())
+    m = classification_metrics(y, tta.argmax(1), side["classes"])
+    return {"test_accuracy": m["accuracy"], "test_balanced_accuracy": m["balanced_accuracy"], "test_macro_f1": m["macro_f1"],
+            "test_accuracy_no_tta": float((plain.argmax(1) == y).mean()), "predicted_contempt": int((tta.argmax(1) == side["classes"].index("contempt")).sum()),
+            "per_class_recall": m["per_class_recall"], "best_epoch": side["epoch"], "epochs_done": progress["epochs_done"],
+            "epochs_planned": progress["config"]["epochs"], "train_minutes": progress["train_minutes"], "device": kind,
+            "curve": progress["curve"], "checkpoint": str(best)}
+
+
+def evaluate_teacher(kind: str, train: list, val: list, test: list, args: argparse.Namespace) -> dict[str, Any] | None:
+    from curate.models.calibrate import expected_calibration_error, fit_temperature, softmax
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.metrics import classification_metrics
+
+    ckpt, oof_path = teacher_paths(kind)
+    if not ckpt.exists():
+        return None
+    model, side = load_checkpoint(ckpt)
+    classes = side["classes"]
+    t = fit_temperature(_scores(model, val, side, args.device), _truth(val, classes))
+    logits = _scores(model, test, side, args.device)
+    y = _truth(test, classes)
+    m = classification_metrics(y, logits.argmax(1), classes)
+    calibrated = softmax(logits, t)
+    coverage = []
+    for threshold in (0.9, 0.8, 0.7):
+        keep = calibrated.max(1) >= threshold
+        coverage.append({"threshold": threshold, "share": float(keep.mean()),
+                         "accuracy": float((calibrated.argmax(1)[keep] == y[keep]).mean()) if keep.any() else None})
+    oof = np.load(oof_path)
+    by_uid = {r.uid: r for r in train}
+    oof_y = _truth([by_uid[u] for u in oof["uids"]], classes)
+    folds = [json.loads(progress_path(kind, f"teacher-fold-{f}").read_text()) for f in range(int(oof["folds"].max()) + 1)]
+    fold_images = sum(f["train_rows"] * f["epochs_done"] for f in folds)
+    one_training_images = len(train) * folds[0]["config"]["epochs"]
+    return {"test_accuracy": m["accuracy"], "test_macro_f1": m["macro_f1"], "test_balanced_accuracy": m["balanced_accuracy"],
+            "test_accuracy_single_fold_model": float((_scores(model.members[0], test, side, args.device).argmax(1) == y).mean()),
+            "temperature": t, "ece_raw": expected_calibration_error(softmax(logits), y), "ece_calibrated": expected_calibration_error(calibrated, y),
+            "coverage": coverage, "per_class_recall": m["per_class_recall"], "members": side["members"], "device": kind,
+            "train_minutes": round(sum(f["train_minutes"] for f in folds), 1), "fold_curves": [f["curve"] for f in folds],
+            "oof": {"accuracy": float((oof["probs"].argmax(1) == oof_y).mean()), "samples": len(oof_y),
+                    "cost_ratio": fold_images / one_training_images,
+                    "cost_note": "training images seen by all fold models / images of one teacher training on the whole train carve, same epochs"}}
+
+
+def int8_figures(best: Path, test: list, args: argparse.Namespace) -> dict[str, Any]:
+    """ONNX + static INT8 of the best student (no TTA in the graph): size, CPU latency per face (batch 1,
+    onnxruntime, this machine), accuracy change on test."""
+    import tempfile
+
+    from curate.models.checkpoint import read_sidecar
+    from curate.models.export import _batch, export_onnx
+
+    def latency_ms(path: str, x: np.ndarray) -> float:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        for face in x[:20]:
+            sess.run(None, {"image": face[None]})
+        t0 = time.perf_counter()
+        for face in x:
+            sess.run(None, {"image": face[None]})
+        return 1000 * (time.perf_counter() - t0) / len(x)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = export_onnx(best, Path(tmp) / "student.onnx", int8=True, rows=test)
+        x = _batch(test[:300], read_sidecar(best))
+        r["fp32_ms_per_face"] = latency_ms(r["onnx"], x)
+        r["int8_ms_per_face"] = latency_ms(r["onnx_int8"], x)
+    return {k: v for k, v in r.items() if k not in ("onnx", "onnx_int8")}
+
+
+def report(args: argparse.Namespace) -> None:
+    kind = device_kind(args.device)
+    train, val, test = data_rows(args.data)
+    data: dict[str, Any] = {"machine": machine(), "data": str(args.data), "counts": {"train": len(train), "val": len(val), "test": len(test)}}
+    for run, key in (("student", "student"), ("distilled", "student_distilled")):
+        found = evaluate_student(run, kind, test, args)
+        if found:
+            data[key] = found
+    teacher = evaluate_teacher(kind, train, val, test, args)
+    if teacher:
+        data["oof"] = teacher.pop("oof")
+        data["teacher"] = teacher
+    best = data.get("student_distilled", data.get("student"))
+    if best and not args.skip_int8:
+        data["int8"] = int8_figures(Path(best["checkpoint"]), test, args)
+    if LIMIT:
+        print(render(data, kind))
+        return
+    write_section(f"models-{kind}", render(data, kind), data)
+    if kind == "cpu":
+        (RESULTS_DIR / "models.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def render(data: dict[str, Any], kind: str) -> str:
+    lines = [f"## Models that learn, {kind.upper()} (bench/models.py)", "",
+             f"FER2013: {data['counts']['train']} train / {data['counts']['val']} val (stratified carve of train) / {data['counts']['test']} test faces.",
+             "Accuracy is over FER2013's 7 classes; the 8-way head keeps a contempt output that no training face carries, "
+             "so it is trained toward zero (how often it was predicted on test is listed).", "",
+             "| figure | goal | measured | run |", "|---|---|---|---|"]
+    s, d, t, o = data.get("student"), data.get("student_distilled"), data.get("teacher"), data.get("oof")
+
+    def run_note(r: dict | None) -> str:
+        if not r:
+            return "not run yet"
+        if "epochs_done" in r:
+            return f"{r['epochs_done']}/{r['epochs_planned']} epochs, {r['train_minutes']:.0f} min training ({r['device']})"
+        return f"{r['train_minutes']:.0f} min training ({r['device']})"
+
+    lines.append(f"| MobileNetV2 from scratch, test accuracy | >= 66 % (CPU, <= 60 min) | {_pct(s and s['test_accuracy'])} | {run_note(s)} |")
+    lines.append(f"| MobileNetV2 distilled from the teacher | >= 69.8 % (stretch 73.1 %) | {_pct(d and d['test_accuracy'])} | {run_note(d)} |")
+    lines.append(f"| ResNet-50 teacher ({t['members'] if t else '-'} fold models), test accuracy | >= 70 % (stretch 72.9 %) | {_pct(t and t['test_accuracy'])} | {run_note(t)} |")
+    if t:
+        lines.append(f"| ECE on test, raw -> after temperature {t['temperature']:.2f} (fitted on val) | <= 0.03 | {t['ece_raw']:.3f} -> {t['ece_calibrated']:.3f} | |")
+        cov = "; ".join(f">= {c['threshold']}: {_pct(c['share'])} of faces at {_pct(c['accuracy'])}" for c in t["coverage"])
+        lines.append(f"| coverage at calibrated confidence | 95 % accuracy at 0.9 | {cov} | |")
+    if o:
+        lines.append(f"| OOF accuracy on train ({o['samples']} faces), cost vs one teacher training | within 3 points of test; <= 1.5x | "
+                     f"{_pct(o['accuracy'])}, {o['cost_ratio']:.2f}x | |")
+    i8 = data.get("int8")
+    if i8:
+        lines.append(f"| INT8 ONNX of the best student: size, CPU latency, accuracy change | <= 1 point lost | "
+                     f"{i8['size_int8_bytes'] / 1e6:.1f} MB ({i8['int8_size_ratio']:.2f}x of fp32), "
+                     f"{i8['int8_ms_per_face']:.2f} ms/face (fp32 {i8['fp32_ms_per_face']:.2f}), "
+                     f"accuracy {_pct(i8['accuracy_fp32'])} -> {_pct(i8['accuracy_int8'])} ({100 * i8['accuracy_change']:+.1f} points) | |")
+    for label, r in (("student", s), ("distilled", d)):
+        if r:
+            lines += ["", f"**{label}**: test accuracy {_pct(r['test_accuracy'])} with flip TTA, {_pct(r['test_accuracy_no_tta'])} without; "
+                      f"balanced {_pct(r['test_balanced_accuracy'])}, macro-F1 {r['test_macro_f1']:.3f}; contempt predicted {r['predicted_contempt']} times; "
+                      f"best epoch {r['best_epoch']}.", "",
+                      "| epoch | val acc (weight average) | val acc (raw weights) | train loss |", "|---|---|---|---|"]
+            lines += [f"| {c['epoch']} | {_pct(c['val_accuracy'])} | {_pct(c['val_raw_accuracy'])} | {c['train_loss']:.3f} |" for c in r["curve"]]
+    if t:
+        lines += ["", f"**teacher**: the mean of {t['members']} fold models; one fold model alone: {_pct(t['test_accuracy_single_fold_model'])} on test.", ""]
+        for f, curve in enumerate(t["fold_curves"]):
+            lines.append(f"fold {f} val accuracy by epoch: " + ", ".join(_pct(c["val_accuracy"]) for c in curve))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("train", "report"))
+    parser.add_argument("run", nargs="?", choices=RUNS)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--stem-stride", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--skip-int8", action="store_true")
+    parser.add_argument("--limit", type=int, default=None, help="Smoke run: N faces per split, runs under bench/runs/smoke-*.")
+    parser.add_argument("--max-steps", type=int, default=None, help="Smoke run: cap steps per epoch.")
+    args = parser.parse_args()
+    global LIMIT
+    LIMIT = args.limit
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.action == "report":
+        report(args)
+    elif args.run == "teacher":
+        train_teacher(args)
+    elif args.run == "distilled":
+        train_distilled(args)
+    elif args.run == "student":
+        train, val, _ = data_rows(args.data)
+        kind = device_kind(args.device)
+        _train_one("student", train, val, config_for("student", args), run_dir(kind, "student"), kind)
+    else:
+        parser.error("train needs a run: student, teacher or distilled")
+
+
+if __name__ == "__main__":
+    main()
