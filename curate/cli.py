@@ -52,6 +52,19 @@ def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """Data curation and active labeling for facial expression recognition."""
+    _configure_logging()
+
+
+def _configure_logging() -> None:
+    """Library logs go to stderr at CURATE_LOG_LEVEL (default WARNING), always through secret redaction."""
+    import logging
+    import os
+
+    from curate.secrets import install_log_redaction
+
+    level = os.environ.get("CURATE_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
 
 
 if __name__ == "__main__":

@@ -92,6 +92,23 @@ class ProgressTask:
         self._progress.advance(self._task, n)
 
 
+def missing_package_message(exc: ImportError) -> str:
+    import re
+
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    wanted = getattr(exc, "name", None)
+    m = re.search(r"install the ([A-Za-z0-9_.\-]+)", text)
+    package = m.group(1) if m else wanted
+    return f"missing optional package {package or '?'}: {text or 'import failed'}" + (f" (pip install {package})" if package else "")
+
+
+def _fail(rep: "Reporter", json_mode: bool, message: str) -> None:
+    message = redact(message)
+    sys.stderr.write(f"error: {message}\n")
+    if json_mode:
+        sys.stdout.write(redact(json.dumps({"ok": False, "error": message, **_jsonable(rep.summary)})) + "\n")
+
+
 @contextlib.contextmanager
 def reporter(json_mode: bool, human: Callable[[Reporter], None] | None = None) -> Iterator[Reporter]:
     """Run a command body: print its summary at the end, or turn a CurateError into exit code 2.
@@ -104,11 +121,13 @@ def reporter(json_mode: bool, human: Callable[[Reporter], None] | None = None) -
     try:
         yield rep
     except CurateError as exc:
-        message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        sys.stderr.write(f"error: {message}\n")
-        if json_mode:
-            sys.stdout.write(json.dumps({"ok": False, "error": message, **_jsonable(rep.summary)}) + "\n")
+        _fail(rep, json_mode, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise typer.Exit(exc.exit_code) from None
+    except ImportError as exc:
+        # An optional package a command needs is missing (FiftyOne's eta raises PackageError, an ImportError):
+        # one line saying which and how to get it, never a traceback.
+        _fail(rep, json_mode, missing_package_message(exc))
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         if json_mode:

@@ -13,13 +13,19 @@ import re
 import threading
 from typing import Iterable
 
-__all__ = ["Secret", "redact", "redact_url", "register", "RedactingFilter", "install_log_redaction"]
+__all__ = ["Secret", "redact", "redact_url", "register", "register_url", "url_password", "RedactingFilter", "install_log_redaction", "child_env"]
+
+# Environment variables that carry secrets: a child process that does not need them never sees them.
+SECRET_ENV = ("LABEL_STUDIO_API_KEY", "CURATE_DB_URL", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_USER_TOKEN", "PGPASSWORD")
 
 MASK = "********"
 _known: set[str] = set()
 _lock = threading.Lock()
-# scheme://user:password@host  ->  scheme://user:********@host
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?P<at>@)")
+# scheme://user:password@host  ->  scheme://user:********@host. The password part is SQLAlchemy's own
+# URL grammar ([^@]*): it may hold '/', ':' or '?', so it runs to the '@' before the host.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<at>@)")
+# ...?password=pw&...  (libpq and SQLAlchemy accept the password as a query parameter too)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<pw>[^&\s#'\"]+)", re.I)
 
 
 class Secret:
@@ -61,9 +67,39 @@ def register(value: str | None) -> None:
             _known.add(value)
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment minus every secret-bearing variable (and any variable holding a
+    registered secret value), plus ``extra``: for children that need none of curate's secrets."""
+    import os
+
+    with _lock:
+        known = set(_known)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and v not in known}
+    return {**env, **(extra or {})}
+
+
+def url_password(url: str) -> str | None:
+    """The password a database URL carries (userinfo or ``?password=``), percent-decoded, or None."""
+    from urllib.parse import unquote
+
+    m = _URL_PASSWORD.search(url) or _QUERY_PASSWORD.search(url)
+    return unquote(m["pw"]) if m else None
+
+
+def register_url(url: str | None) -> None:
+    """Register a URL's password (raw and percent-encoded) so it is masked wherever it appears, not only inside the URL."""
+    if not url:
+        return
+    m = _URL_PASSWORD.search(url) or _QUERY_PASSWORD.search(url)
+    if m:
+        register(m["pw"])
+        register(url_password(url))
+
+
 def redact_url(url: str) -> str:
-    """Mask the password of a URL (``postgresql://u:pw@h/db`` -> ``postgresql://u:********@h/db``)."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['at']}", url)
+    """Mask the password of a URL (``postgresql://u:pw@h/db`` -> ``postgresql://u:********@h/db``, ``?password=pw`` too)."""
+    out = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['at']}", url)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", out)
 
 
 def redact(text: str, extra: Iterable[str] = ()) -> str:
@@ -88,8 +124,21 @@ class RedactingFilter(logging.Filter):
 
 
 def install_log_redaction(logger: logging.Logger | None = None) -> None:
-    """Attach :class:`RedactingFilter` to ``logger``'s handlers (root by default), once."""
+    """Attach :class:`RedactingFilter` to ``logger``'s handlers (root by default), once.
+
+    For the root logger it also wraps the log-record factory, so records are redacted as they are
+    made: handlers that libraries attach later (FiftyOne, httpx, the Label Studio SDK) see clean text too."""
     target = logger or logging.getLogger()
     for handler in target.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+    if logger is None and not getattr(logging.getLogRecordFactory(), "_curate_redacting", False):
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            record = previous(*args, **kwargs)
+            RedactingFilter().filter(record)
+            return record
+
+        factory._curate_redacting = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(factory)

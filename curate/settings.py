@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from curate.exceptions import CurateError
-from curate.secrets import Secret, redact_url
+from curate.secrets import Secret, redact_url, register_url
 
 __all__ = ["Settings", "load_settings", "SettingsError", "ENV_NAMES"]
 
@@ -122,6 +122,7 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
 
 
 def _validate(s: Settings) -> None:
+    register_url(s.db_url)  # its password is masked in every output and log line from now on
     for name in ("blur_max", "occlusion_max", "review_threshold"):
         value = getattr(s, name)
         if not 0.0 <= value <= 1.0:

@@ -2,7 +2,8 @@
 # Create the project's virtual environment (default .venv) on a fresh machine, idempotently.
 #   scripts/setup.sh [VENV_DIR] [--test]
 # --test also installs what the test suite talks to: a PostgreSQL server and Chromium (Debian packages)
-# when running as root with apt-get; otherwise those tests skip and say why.
+# when running as root with apt-get, and Label Studio in its own venv. Locally a failed install is a
+# warning and those tests skip, saying why; under CI (CI=true) it is an error: CI must not pass by skipping.
 # It re-installs only when pyproject.toml or this script changed (hash kept in VENV/.deps-hash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,14 @@ python=${PYTHON:-python3}
 import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
+missing_part() {
+  if [ "${CI:-}" = true ]; then echo "error: $1; CI needs every real part of the test suite" >&2; exit 1; fi
+  echo "warning: $1; those tests will skip" >&2
+}
+
+# The Label Studio release the integration tests run against (curate/review/server.py installs the same).
+ls_version=$(sed -n 's/^LABEL_STUDIO_VERSION = "\(.*\)"/\1/p' curate/review/server.py)
+
 if [ "$with_test" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
@@ -28,7 +37,7 @@ if [ "$with_test" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; 
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing system packages for the tests: ${missing[*]}"
     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}") >/tmp/curate-apt.log 2>&1 \
-      || echo "warning: apt-get install ${missing[*]} failed (see /tmp/curate-apt.log); those tests will skip" >&2
+      || missing_part "apt-get install ${missing[*]} failed (see /tmp/curate-apt.log)"
   fi
 fi
 
@@ -36,8 +45,14 @@ fi
 ls_venv=${CURATE_LABEL_STUDIO_VENV:-.ls-venv}
 if [ "$with_test" = 1 ] && [ ! -x "$ls_venv/bin/label-studio" ]; then
   echo "installing Label Studio into $ls_venv for the integration tests (about a minute)"
-  "$python" -m venv "$ls_venv" && "$ls_venv/bin/python" -m pip install -q label-studio >"$ls_venv.log" 2>&1 \
-    || echo "warning: installing Label Studio failed (see $ls_venv.log); its tests will skip" >&2
+  "$python" -m venv "$ls_venv" && "$ls_venv/bin/python" -m pip install -q "label-studio==$ls_version" >"$ls_venv.log" 2>&1 \
+    || missing_part "installing Label Studio $ls_version failed (see $ls_venv.log)"
+fi
+
+if [ "$with_test" = 1 ] && [ "${CI:-}" = true ]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing_part "PostgreSQL server binaries not found"
+  command -v chromium >/dev/null || missing_part "chromium not found"
+  [ -x "$ls_venv/bin/label-studio" ] || missing_part "Label Studio not installed at $ls_venv"
 fi
 
 hash=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)

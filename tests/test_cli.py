@@ -82,3 +82,16 @@ def test_help_lists_real_command_groups() -> None:
     out = run_cli("--help").stdout
     for group in ("db", "status"):
         assert group in out
+
+
+def test_app_refuses_a_non_loopback_address_without_the_explicit_flag(curate_home) -> None:  # noqa: ANN001
+    """The App has no login and serves any readable file: 0.0.0.0 needs --expose-without-login."""
+    from tests.conftest import run_cli
+
+    refused = run_cli("app", "--dataset", "nosuch", "--address", "0.0.0.0", "--port", "1", check=False)
+    lines = [l for l in refused.stderr.splitlines() if l.strip()]
+    assert refused.returncode == 2 and len(lines) == 1 and "--expose-without-login" in lines[0]
+    allowed = run_cli("app", "--dataset", "nosuch", "--address", "0.0.0.0", "--port", "1", "--expose-without-login", check=False)
+    # Past the address check: it warns, then stops at the missing dataset.
+    assert "without a login" in allowed.stdout + allowed.stderr and "nosuch" in allowed.stderr and "--expose-without-login" not in allowed.stderr.splitlines()[-1]
+    assert run_cli("app", "--dataset", "nosuch", "--address", "127.0.0.1", "--port", "1", check=False).stderr.count("login") == 0

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LS_VENV, _free_port, last_json, run_cli
+from tests.conftest import LS_VENV, _free_port, last_json, missing_real_part, run_cli
 
 
-@pytest.mark.skipif(not (LS_VENV / "bin" / "label-studio").is_file(),
-                    reason="Label Studio venv not found (CURATE_LABEL_STUDIO_VENV; `make test` installs it into .ls-venv)")
 def test_serve_status_stop_and_the_token_stays_secret(tmp_path: Path, curate_home: Path) -> None:
+    if not (LS_VENV / "bin" / "label-studio").is_file():
+        missing_real_part(f"Label Studio venv not found at {LS_VENV} (`make test` installs it)")
     port = _free_port()
     images = tmp_path / "images"
     images.mkdir()
@@ -25,6 +25,8 @@ def test_serve_status_stop_and_the_token_stays_secret(tmp_path: Path, curate_hom
         assert s["running"] and s["url"] == f"http://127.0.0.1:{port}" and s["data_root"] == str(images.resolve())
         creds_file = Path(s["credentials_file"])
         assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
+        # Label Studio's own database holds the token in plaintext: its whole folder is private.
+        assert stat.S_IMODE((curate_home / "label-studio").stat().st_mode) == 0o700
         token = json.loads(creds_file.read_text())["token"]
         # The token works with the real SDK ...
         from label_studio_sdk import LabelStudio
@@ -57,3 +59,30 @@ def test_busy_port_is_refused_in_one_line(tmp_path: Path, curate_home: Path) -> 
         port = busy.getsockname()[1]
         proc = run_cli("labelstudio", "serve", "--port", str(port), "--data-root", str(tmp_path), check=False)
     assert proc.returncode == 2 and f"127.0.0.1:{port} is already in use" in proc.stderr
+
+
+def test_serve_refuses_roots_that_expose_more_than_images(tmp_path: Path, curate_home: Path) -> None:
+    fake_home = tmp_path / "user"
+    fake_home.mkdir()
+    port = str(_free_port())
+    missing = run_cli("labelstudio", "serve", "--port", port, check=False)
+    assert missing.returncode == 2 and "--data-root" in missing.stderr  # no silent default to the current folder
+    for root, why in (("/", "every file under it"), (str(fake_home), "every file under it"), (str(curate_home.parent), "contains CURATE_HOME")):
+        curate_home.mkdir(parents=True, exist_ok=True)
+        proc = run_cli("labelstudio", "serve", "--port", port, "--data-root", root, check=False, env={"HOME": str(fake_home)})
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and why in lines[0], proc.stderr
+    assert not (curate_home / "label-studio" / "server.json").exists()
+
+
+def test_stop_never_signals_a_stale_pid_that_is_not_label_studio(curate_home: Path) -> None:
+    import subprocess
+
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (curate_home / "label-studio").mkdir(parents=True)
+        (curate_home / "label-studio" / "server.json").write_text(json.dumps({"pid": bystander.pid, "url": "http://127.0.0.1:1", "port": 1, "data_root": "/x"}))
+        out = last_json(run_cli("labelstudio", "stop", "--json"))
+        assert out["stopped"] is False and bystander.poll() is None, "stop signalled an unrelated process"
+    finally:
+        bystander.kill()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import builders
-from tests.conftest import _free_port, ingest_unfiltered, last_json, run_cli, wait_for
+from tests.conftest import missing_real_part, _free_port, ingest_unfiltered, last_json, run_cli, wait_for
 
 _ids = itertools.count()
 
@@ -331,7 +331,7 @@ def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_pat
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
+        missing_real_part("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     from curate.taxonomy import EMOTIONS
     from tests.conftest import REPO

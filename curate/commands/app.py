@@ -15,6 +15,7 @@ import typer
 
 from curate.commands.common import DatasetOption, settings_from
 from curate.exceptions import CurateError
+from curate.secrets import child_env
 
 
 def _interrupt(*_: object) -> None:
@@ -33,10 +34,24 @@ def _wait_for_port(address: str, port: int, proc: subprocess.Popen, timeout: flo
     raise CurateError(f"FiftyOne App on {address}:{port} did not answer within {timeout:.0f} s")
 
 
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def app(
     ctx: typer.Context,
     dataset: DatasetOption = None,
     address: Annotated[str, typer.Option("--address", help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    expose_without_login: Annotated[bool, typer.Option(
+        "--expose-without-login",
+        help="Allow a non-loopback --address. The App has no login and serves every file this user can read.")] = False,
     port: Annotated[int, typer.Option("--port")] = 5151,
     view: Annotated[Optional[str], typer.Option("--view", help="Saved view to open first (e.g. errors-fear-as-surprise).")] = None,
 ) -> None:
@@ -46,6 +61,13 @@ def app(
     with reporter(False) as out:
         from curate.store import fo_store
 
+        if not _is_loopback(address):
+            if not expose_without_login:
+                raise CurateError(f"--address {address}: the FiftyOne App has no login and serves any file this user can read "
+                                  "(/media?filepath=...), CURATE_HOME's credentials included; refusing a non-loopback address "
+                                  "without --expose-without-login")
+            out.say(f"[bold red]warning[/]: serving on {address} without a login: anyone who reaches this port can read "
+                    "every file this user can read")
         s = settings_from(ctx, dataset=dataset)
         ds = fo_store.load_dataset(s.dataset, create=False)
         views = ds.list_saved_views()
@@ -58,7 +80,7 @@ def app(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
         proc = subprocess.Popen([sys.executable, "-m", "fiftyone.server.main", "--address", address, "--port", str(port)],
-                                stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, "FIFTYONE_DO_NOT_TRACK": "true"})
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=child_env({"FIFTYONE_DO_NOT_TRACK": "true"}))
         try:
             _wait_for_port(address, port, proc)
             base = f"http://{address}:{port}/datasets/{quote(s.dataset)}"

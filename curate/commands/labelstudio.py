@@ -25,7 +25,8 @@ def _serve_human(r: Reporter) -> None:
 def serve(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port")] = 8080,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Image root served as local files (default: current folder).")] = None,
+    data_root: Annotated[Path, typer.Option("--data-root", help="The folder holding the dataset's images: served as local files "
+                                            "(not /, $HOME or a folder containing CURATE_HOME).")] = ...,
     json_: JsonOption = False,
 ) -> None:
     """Install (first use), start and wait for Label Studio on 127.0.0.1; print the URL and how to log in."""
@@ -33,7 +34,7 @@ def serve(
         from curate.review import server
 
         s = settings_from(ctx)
-        out.update(**server.serve(s.home, port, (data_root or Path.cwd()).expanduser(), say=out.say))
+        out.update(**server.serve(s.home, port, data_root.expanduser(), say=out.say))
 
 
 @app.command()

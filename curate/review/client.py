@@ -60,8 +60,16 @@ def _explain(exc: BaseException) -> str:
         return f"the API token was refused (HTTP {status})"
     if status is not None:
         body = getattr(exc, "body", None)
-        detail = body.get("detail") if isinstance(body, dict) else None
-        return f"HTTP {status}" + (f": {detail}" if detail else "")
+        reasons = []
+        if isinstance(body, dict):
+            if body.get("detail"):
+                reasons.append(str(body["detail"]))
+            # Label Studio says *why* in validation_errors ({"path": ["... cannot be the same as ..."]}).
+            for field_name, messages in (body.get("validation_errors") or {}).items():
+                for message in messages if isinstance(messages, list) else [messages]:
+                    reasons.append(f"{field_name}: {message}")
+        reason = " ".join("; ".join(reasons).split())  # one line
+        return f"HTTP {status}" + (f": {reason[:400]}" if reason else "")
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return f"cannot connect ({text})"
 

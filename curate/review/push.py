@@ -109,13 +109,26 @@ class _ImageLinks:
         self.storages: set[Path] = set()
         self.counts = {"local_files": 0, "upload": 0}
 
+    def _storage_for(self, real: Path) -> Path | None:
+        """The local-files storage folder that serves ``real``, or None to upload it.
+
+        Never wider than needed, and always strictly below the server's document root (Label Studio
+        refuses a storage equal to it): the dataset's image root when it lies below the document root,
+        else the image's top-level folder under it. An image directly in the document root is uploaded."""
+        if self.files_root is None or not _inside(real, self.files_root):
+            return None
+        root = next((r for r in self.roots if _inside(real, r) and _inside(r, self.files_root) and r != self.files_root), None)
+        if root is not None:
+            return root
+        parts = real.relative_to(self.files_root).parts
+        return self.files_root / parts[0] if len(parts) > 1 else None
+
     def urls(self, batch: list[tuple[Routed, Path]]) -> dict[str, str]:
         urls: dict[str, str] = {}
         to_upload: dict[str, Path] = {}
         for item, real in batch:
-            if self.files_root is not None and _inside(real, self.files_root):
-                # The storage is the dataset's image root where the server can see it: never wider than needed.
-                storage = next((r for r in self.roots if _inside(real, r) and _inside(r, self.files_root)), self.files_root)
+            storage = self._storage_for(real)
+            if storage is not None:
                 if storage not in self.storages:
                     self.server.ensure_local_storage(self.project, storage)
                     self.storages.add(storage)

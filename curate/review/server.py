@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.exceptions import CurateError
-from curate.secrets import Secret
+from curate.secrets import Secret, child_env
 
-__all__ = ["Credentials", "ServerPaths", "credentials", "ensure_installed", "serve", "stop", "status"]
+__all__ = ["Credentials", "ServerPaths", "credentials", "ensure_installed", "serve", "stop", "status", "check_data_root", "LABEL_STUDIO_VERSION"]
+
+# The release the integration tests run against (scripts/setup.sh installs the same one).
+LABEL_STUDIO_VERSION = "1.23.2"
 
 
 @dataclass(frozen=True)
@@ -64,16 +67,43 @@ def paths(home: Path) -> ServerPaths:
     return ServerPaths(home / "label-studio")
 
 
+def private_root(p: ServerPaths) -> Path:
+    """The Label Studio folder, mode 0700: its SQLite database holds the API token in plaintext."""
+    p.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(p.root, 0o700)
+    return p.root
+
+
+def check_data_root(data_root: Path, home: Path) -> Path:
+    """The folder Label Studio may serve files from: refuse roots that would expose far more than images.
+
+    ``/`` and ``$HOME`` hold everything a user owns; a root containing CURATE_HOME would let any
+    Label Studio user add a storage over curate's own credentials and ledger."""
+    root = data_root.expanduser().resolve()
+    if not root.is_dir():
+        raise CurateError(f"{data_root}: image root does not exist")
+    curate_home = home.expanduser().resolve()
+    if root == Path("/") or root == Path.home().resolve():
+        raise CurateError(f"{data_root}: refusing to serve {root} (every file under it would be reachable); pass the folder that holds the images")
+    if curate_home == root or curate_home.is_relative_to(root):
+        raise CurateError(f"{data_root}: refusing to serve a folder that contains CURATE_HOME ({curate_home}: credentials and ledger)")
+    return root
+
+
 def credentials(p: ServerPaths) -> Credentials:
     """Load the admin credentials, creating them (0600) on first use."""
     if p.credentials.is_file():
         data = json.loads(p.credentials.read_text())
     else:
-        p.root.mkdir(parents=True, exist_ok=True)
+        private_root(p)
         data = {"username": "admin@curate.local", "password": secrets.token_urlsafe(18), "token": secrets.token_hex(20)}
-        fd = os.open(p.credentials, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = p.credentials.with_name(f".{p.credentials.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(p.credentials)  # atomic: a crash never leaves half a credentials file
     return Credentials(data["username"], Secret(data["password"]), Secret(data["token"]))
 
 
@@ -84,12 +114,11 @@ def ensure_installed(p: ServerPaths, say=print) -> Path:  # noqa: ANN001
         return exe
     say(f"installing Label Studio into {p.venv} (first use only, about a minute)")
     p.venv.parent.mkdir(parents=True, exist_ok=True)
-    log = p.root / "install.log"
-    p.root.mkdir(parents=True, exist_ok=True)
+    log = private_root(p) / "install.log"
     with open(log, "w") as fh:
         for cmd in ([sys.executable, "-m", "venv", str(p.venv)],
-                    [str(p.venv / "bin" / "pip"), "install", "-q", "label-studio"]):
-            if subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode != 0:
+                    [str(p.venv / "bin" / "pip"), "install", "-q", f"label-studio=={LABEL_STUDIO_VERSION}"]):
+            if subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env()).returncode != 0:
                 raise CurateError(f"{log}: installing Label Studio failed (see the log)")
     return exe
 
@@ -153,17 +182,19 @@ def serve(home: Path, port: int, data_root: Path, timeout: float = 180.0, say=pr
         return {**current, "already_running": True}
     if _port_open(port):
         raise CurateError(f"127.0.0.1:{port} is already in use (Label Studio would silently move to another port); pass --port")
-    if not data_root.is_dir():
-        raise CurateError(f"{data_root}: image root does not exist")
+    data_root = check_data_root(data_root, home)
     exe = ensure_installed(p, say)
     creds = credentials(p)
+    private_root(p)
     p.data.mkdir(parents=True, exist_ok=True)
     log = open(p.log, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen([str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)],
                             env=_server_env(p, creds, data_root.resolve()), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=p.root)
     url = f"http://127.0.0.1:{port}"
-    p.pidfile.write_text(json.dumps({"pid": proc.pid, "url": url, "port": port, "data_root": str(data_root.resolve())}))
+    from curate.models.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(p.pidfile, json.dumps({"pid": proc.pid, "url": url, "port": port, "data_root": str(data_root)}).encode())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -176,11 +207,23 @@ def serve(home: Path, port: int, data_root: Path, timeout: float = 180.0, say=pr
     raise CurateError(f"Label Studio on {url} did not become healthy within {timeout:.0f} s; see {p.log}")
 
 
+def _is_label_studio(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"label-studio" in cmdline or b"label_studio" in cmdline
+
+
 def stop(home: Path) -> dict:
     p = paths(home)
     if not p.pidfile.is_file():
         return {"stopped": False, "reason": "not running"}
     info = json.loads(p.pidfile.read_text())
+    if not _is_label_studio(info["pid"]):
+        # A stale pidfile: the number may belong to an unrelated process group by now; never signal it.
+        p.pidfile.unlink()
+        return {"stopped": False, "reason": "was not running"}
     try:
         os.killpg(info["pid"], signal.SIGTERM)
     except ProcessLookupError:

@@ -43,6 +43,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - SQLAlc
 @functools.lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     """One engine per URL per process. SQLite files get their folder created first."""
+    import logging
+
+    # The raw URL on purpose: the CLI's log redaction (curate/secrets.py) masks its password, and
+    # tests/test_secrets.py checks exactly this line through the CLI with debug logging on.
+    logging.getLogger("curate.ledger").debug("opening the ledger at %s", url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
