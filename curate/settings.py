@@ -123,6 +123,11 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
 
 def _validate(s: Settings) -> None:
     register_url(s.db_url)  # its password is masked in every output and log line from now on
+    import re
+
+    # Dataset names become folder names (reports, media, checkpoints): nothing that could leave CURATE_HOME.
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", s.dataset or "") or s.dataset in (".", ".."):
+        raise SettingsError(f"{s.origins.get('dataset', 'default')}: dataset={s.dataset!r} must be 1-100 of A-Z a-z 0-9 . _ - (not . or ..)")
     for name in ("blur_max", "occlusion_max", "review_threshold"):
         value = getattr(s, name)
         if not 0.0 <= value <= 1.0:

@@ -7,6 +7,7 @@ to the root to (canonical label or None, split), ``rejected`` maps a path to its
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import struct
@@ -88,6 +89,13 @@ def affectnet_original(root: Path) -> Built:
     b.rejected["Manually_Annotated_Images/200/gone.jpg"] = "missing_file"
     write_image(images / "200/orphan.jpg", face(92))
     b.rejected["Manually_Annotated_Images/200/orphan.jpg"] = "no_annotation"
+    # Hostile paths: real faces outside the dataset root, named by '..' and by an absolute path.
+    write_image(root.parent / "outside-secret.jpg", face(93))
+    rows["training.csv"].append(["../../outside-secret.jpg", 0, 0, 48, 48, "", 1, 0, 0])
+    b.rejected["../../outside-secret.jpg"] = "outside_root"
+    absolute = write_image(root.parent / "absolute-secret.jpg", face(94))
+    rows["validation.csv"].append([str(absolute), 0, 0, 48, 48, "", 1, 0, 0])
+    b.rejected[str(absolute)] = "outside_root"
     for name, body in rows.items():
         with open(root / name, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -180,7 +188,8 @@ def fer2013_csv(root: Path) -> Built:
     for i, (code, usage) in enumerate([(c, u) for u in ("Training", "PublicTest", "PrivateTest") for c in range(7)]):
         pixels = " ".join(str(v) for v in face(400 + i).reshape(-1))
         rows.append([code, pixels, usage])
-        b.expected[f"{usage}/{i:05d}.png"] = (FER2013[code], "train" if usage == "Training" else "test")
+        digest = hashlib.sha256(face(400 + i).tobytes()).hexdigest()[:12]
+        b.expected[f"{usage}/{i:05d}-{digest}.png"] = (FER2013[code], "train" if usage == "Training" else "test")
     rows.append([9, " ".join(["0"] * 2304), "Training"])  # out-of-range code (csv line 23)
     b.rejected["fer2013.csv:23"] = "label_out_of_range"
     rows.append([1, "1 2 3", "Training"])  # not a square image (csv line 24)
@@ -237,6 +246,9 @@ def rafdb(root: Path) -> Built:
     b.rejected["Image/aligned/train_09999_aligned.jpg"] = "label_out_of_range"
     lines.append("broken line without code")
     b.rejected["EmoLabel/list_patition_label.txt:16"] = "malformed_annotation"
+    write_image(root.parent / "rafdb-secret.jpg", face(799))
+    lines.append("../../../rafdb-secret.jpg 3")  # escapes Image/original: never read
+    b.rejected["../../../rafdb-secret.jpg"] = "outside_root"
     (root / "EmoLabel").mkdir(parents=True, exist_ok=True)
     (root / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
     return b
@@ -301,6 +313,11 @@ def bad_inputs(root: Path) -> Built:
     Image.new("L", (1, 1), 128).save(buf, format="PNG")
     bad("one_pixel.png", buf.getvalue(), "too_small")
     bad("bomb.png", _bomb_png(20000, 20000), "decompression_bomb")
+    # A stray 70 MB "image" (sparse: no disk used): rejected by its size before a byte is read.
+    with open(ok / "huge.jpg", "wb") as fh:
+        fh.write(jpg[:64])
+        fh.truncate(70 * 1024 * 1024)
+    b.rejected["happy/huge.jpg"] = "too_large"
     unreadable = ok / "unreadable.jpg"
     unreadable.write_bytes(jpg)
     os.chmod(unreadable, 0)

@@ -151,7 +151,7 @@ def label_studio_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from curate.review import server
 
     home = tmp_path_factory.mktemp("ls-template")
-    server.serve(home, _free_port(), home, timeout=300)
+    server.serve(home, _free_port(), tmp_path_factory.mktemp("ls-template-files"), timeout=300)
     server.stop(home)
     return home / "label-studio"
 

@@ -70,7 +70,7 @@ def test_every_layout_lands_mapped_with_counts_that_add_up(tmp_path: Path, curat
     assert _labels_by_path(name, built.root) == built.expected
     n_labeled = sum(1 for label, _ in built.expected.values() if label is not None)
     assert _sql(curate_home, f"SELECT count(*) FROM samples s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'") == [(len(built.expected),)]
-    assert _sql(curate_home, "SELECT count(*) FROM label_events WHERE source = 'dataset'")[0][0] >= n_labeled
+    assert _sql(curate_home, "SELECT count(*) FROM label_events WHERE source = 'dataset'")[0][0] == n_labeled
     rejected_sql = dict(_sql(curate_home, f"SELECT source_path, reason FROM ingest_rejections r JOIN datasets d ON d.id = r.dataset_id WHERE d.name = '{name}'"))
     assert rejected_sql == built.rejected
     if kind == "affectnet" and builder is builders.affectnet_original:
@@ -103,6 +103,67 @@ def test_fer2013_csv_ingest_keeps_usage(tmp_path: Path, curate_home: Path) -> No
 
     usage = collections.Counter(load_dataset(name, create=False).values("usage"))
     assert usage == {"Training": 7, "PublicTest": 7, "PrivateTest": 7}
+
+
+def test_a_corrected_fer2013_csv_row_gets_its_new_pixels(tmp_path: Path, curate_home: Path) -> None:
+    """Re-ingesting a corrected fer2013.csv must not keep the old PNG of that row."""
+    import csv as csvmod
+
+    import cv2
+
+    built = builders.fer2013_csv(tmp_path / "fer")
+    name = _name("csvfix")
+    _ingest_inprocess("fer2013", built.root / "fer2013.csv", curate_home, dataset=name)
+    rows = list(csvmod.reader(open(built.root / "fer2013.csv", newline="")))
+    corrected = np.full(48 * 48, 77, np.uint8)
+    corrected[::7] = 200
+    rows[1][1] = " ".join(str(v) for v in corrected)  # csv line 2 = the first face
+    with open(built.root / "fer2013.csv", "w", newline="") as fh:
+        csvmod.writer(fh).writerows(rows)
+    _ingest_inprocess("fer2013", built.root / "fer2013.csv", curate_home, dataset=name)
+    from curate.store.fo_store import load_dataset
+
+    paths = [p for p in load_dataset(name, create=False).values("filepath") if Path(p).name.startswith("00000-")]
+    pixels = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in paths]
+    assert any(np.array_equal(px.reshape(-1), corrected) for px in pixels), "the corrected row still shows the old pixels"
+
+
+def test_an_unreadable_file_is_rejected_as_unreadable_even_when_tests_run_as_root(tmp_path: Path) -> None:
+    """Mode 000 stops every user but root; as root (CI) the check runs with the effective uid of
+    'nobody', so the fault is real rather than silently becoming a readable file."""
+    import contextlib
+
+    import cv2
+
+    from curate.quality.decode import DecodeError, decode_face
+
+    os.chmod(tmp_path, 0o755)
+    target = tmp_path / "face.jpg"
+    target.write_bytes(cv2.imencode(".jpg", builders.face(5))[1].tobytes())
+    os.chmod(target, 0)
+
+    @contextlib.contextmanager
+    def as_nobody():  # noqa: ANN202
+        if os.geteuid() != 0:
+            yield
+            return
+        os.seteuid(65534)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+
+    parents = [p for p in tmp_path.parents if p != Path("/")]
+    modes = {p: p.stat().st_mode for p in parents}
+    try:
+        for p in parents:  # let 'nobody' reach the file; the file itself stays mode 000
+            os.chmod(p, modes[p] | 0o011)
+        with as_nobody(), pytest.raises(DecodeError) as caught:
+            decode_face(target)
+    finally:
+        for p, mode in modes.items():
+            os.chmod(p, mode)
+    assert caught.value.reason == "unreadable"
 
 
 def test_bad_input_corpus_via_cli(tmp_path: Path, curate_home: Path) -> None:
@@ -180,6 +241,32 @@ def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_hom
     loose = last_json(run_cli("quality", "--dataset", name, "--blur-max", "1", "--occlusion-max", "1", "--json"))
     assert loose["curated"] == len(ds) and loose["changed"] == strict["removed"]["blur"]
     assert _sql(curate_home, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL") == [(0,)]
+
+
+def test_quality_heals_when_the_sql_write_failed_once(tmp_path: Path, curate_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger is the truth: a run whose SQL write fails, then a clean re-run, leaves SQL and FiftyOne in step."""
+    from curate.quality.apply import apply_thresholds
+    from curate.store.fo_store import load_dataset
+    from curate.store.sql import session
+
+    built = builders.fer2013_folders(tmp_path / "fer")
+    name = _name("qheal")
+    _ingest_inprocess("fer2013", built.root, curate_home, dataset=name)
+    url = f"sqlite:///{curate_home / 'curate.db'}"
+    real_scope = session.session_scope
+
+    def down(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(session, "session_scope", down)
+    with pytest.raises(RuntimeError):
+        apply_thresholds(name, url, 0.0, 0.0)
+    monkeypatch.setattr(session, "session_scope", real_scope)
+    again = apply_thresholds(name, url, 0.0, 0.0)
+    ds = load_dataset(name, create=False)
+    in_fiftyone = sum(1 for r in ds.values("quality_rejected") if r)
+    assert len(ds) - again["curated"] == in_fiftyone > 0
+    assert _sql(curate_home, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL")[0][0] == in_fiftyone
 
 
 def test_cross_split_duplicates_are_flagged_and_listed(tmp_path: Path, curate_home: Path) -> None:

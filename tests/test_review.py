@@ -99,7 +99,9 @@ def _other(label: str, *avoid: str) -> str:
 
 def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, label_studio) -> None:  # noqa: ANN001, PLR0915
     setup = _review_dataset(tmp_path)
-    info = label_studio(setup.home, tmp_path)
+    # The server serves exactly the dataset's image root, as the README's review round does
+    # (Label Studio refuses a storage equal to its document root: curate must add them below it).
+    info = label_studio(setup.home, setup.root)
     outputs: list[str] = []
 
     def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -227,7 +229,8 @@ def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refus
     setup = _review_dataset(tmp_path, extra=plant_symlink)
     # A server this curate only knows by URL: its own home, serving none of these images as local files.
     server_home = tmp_path / "elsewhere"
-    info = label_studio(server_home, server_home)
+    (tmp_path / "elsewhere-files").mkdir()
+    info = label_studio(server_home, tmp_path / "elsewhere-files")
     env = {**setup.env, "LABEL_STUDIO_URL": info["url"], "LABEL_STUDIO_API_KEY": info["token"]}
     link_uid = next(u for u, p in setup.paths.items() if p.endswith("PrivateTest_9999.png"))
     assert link_uid in setup.routed
@@ -260,7 +263,7 @@ def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refus
 
 def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     setup = _review_dataset(tmp_path)
-    info = label_studio(setup.home, tmp_path)
+    info = label_studio(setup.home, setup.root)
     wrong = "f" * 40
     bad = run_cli("review", "push", "--dataset", setup.name, env={**setup.env, "LABEL_STUDIO_URL": info["url"], "LABEL_STUDIO_API_KEY": wrong},
                   check=False)
@@ -281,7 +284,7 @@ def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(t
 
 def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     setup = _review_dataset(tmp_path)
-    info = label_studio(setup.home, tmp_path)
+    info = label_studio(setup.home, setup.root)
     ls = _sdk(info)
     exe = Path(os.sys.executable).parent / "curate"
     proc = subprocess.Popen([str(exe), "review", "push", "--dataset", setup.name, "--batch-size", "1"], env={**os.environ, **setup.env},
@@ -314,7 +317,7 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
     from curate.review import server
 
     server.stop(setup.home)
-    info = label_studio(setup.home, tmp_path)
+    info = label_studio(setup.home, setup.root)
     # Two pulls at once: each decision is recorded exactly once.
     racers = [subprocess.Popen([str(exe), "review", "pull", "--dataset", setup.name, "--json"], env={**os.environ, **setup.env},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -337,7 +340,7 @@ def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_pat
     from tests.conftest import REPO
 
     setup = _review_dataset(tmp_path)
-    info = label_studio(setup.home, tmp_path)
+    info = label_studio(setup.home, setup.root)
     run_cli("review", "push", "--dataset", setup.name, "--limit", "3", env=setup.env)
     ls = _sdk(info)
     project = _project(ls, setup.name)

@@ -78,3 +78,14 @@ def test_broken_yaml_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(workflow=wf, environ={})
     assert str(wf) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dataset_names_cannot_leave_curate_home(curate_home: Path) -> None:
+    """Dataset names become folder names under CURATE_HOME (reports, media, checkpoints)."""
+    from tests.conftest import run_cli
+
+    for bad in ("..", "../../etc", "a/b", "."):
+        proc = run_cli("status", "--dataset", bad, check=False)
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and "dataset=" in lines[0], proc.stderr
+    assert run_cli("status", "--dataset", "fer2013_v2.clean-1", check=False).returncode == 0

@@ -1,4 +1,9 @@
-"""Apply thresholds to stored scores: FiftyOne's ``quality_rejected`` and SQL ``samples`` in step."""
+"""Apply thresholds to stored scores: FiftyOne's ``quality_rejected`` and SQL ``samples`` in step.
+
+The ledger is the truth: what changed is computed against SQL and written there first; FiftyOne is
+then rewritten in full. A failure between the two heals on the next run (SQL already right,
+FiftyOne rewritten again); computing from FiftyOne's old values instead would leave SQL stale for good.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +23,14 @@ def apply_thresholds(dataset: str, url: str, blur_max: float, occlusion_max: flo
     from curate.store.sql.models import Sample
 
     ds = fo_store.load_dataset(dataset, create=False)
-    blur, occlusion, old, uids = ds.values(["blur", "occlusion", "quality_rejected", "sample_uid"])
+    blur, occlusion, uids = ds.values(["blur", "occlusion", "sample_uid"])
     new = [quality_reasons(b, o, blur_max, occlusion_max) for b, o in zip(blur, occlusion)]
-    ds.set_values("quality_rejected", new)
-    changed = [(u, ",".join(n) or None) for u, n, o in zip(uids, new, old) if list(o or []) != n]
+    changed: list[tuple[str, str | None]] = []
     with session.session_scope(url) as db:
         found = ledger.find_dataset(db, dataset)
         if found is not None:
+            stored = dict(db.query(Sample.uid, Sample.quality_rejected).filter(Sample.dataset_id == found.id).all())
+            changed = [(u, ",".join(n) or None) for u, n in zip(uids, new) if u in stored and stored[u] != (",".join(n) or None)]
             by_value: dict[str | None, list[str]] = collections.defaultdict(list)
             for uid, value in changed:
                 by_value[value].append(uid)
@@ -32,6 +38,7 @@ def apply_thresholds(dataset: str, url: str, blur_max: float, occlusion_max: flo
                 for start in range(0, len(group), 500):
                     db.execute(update(Sample).where(Sample.dataset_id == found.id, Sample.uid.in_(group[start : start + 500]))
                                .values(quality_rejected=value))
+    ds.set_values("quality_rejected", new)
     fo_store.ensure_views(ds)
     counts = collections.Counter(r for reasons in new for r in reasons)
     return {

@@ -77,6 +77,9 @@ def _to_gray(img: Image.Image, notes: list[str]) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.uint8)
 
 
+MAX_FILE_BYTES = int(os.environ.get("CURATE_MAX_IMAGE_BYTES", 64 * 1024 * 1024))  # no face photo comes near 64 MiB
+
+
 def decode_face(path: Path, box: tuple[float, float, float, float] | None = None, box_units: str = "px", size: int = 48) -> Decoded:
     """Read, validate and decode ``path``; crop the face box when given; resize to ``size``."""
     try:
@@ -94,6 +97,9 @@ def decode_face(path: Path, box: tuple[float, float, float, float] | None = None
         raise DecodeError("not_a_file", "not a regular file")
     if st.st_size == 0:
         raise DecodeError("empty_file", "0 bytes")
+    if st.st_size > MAX_FILE_BYTES:
+        # Checked before reading: a stray archive in an image folder must not be pulled into memory.
+        raise DecodeError("too_large", f"{st.st_size} bytes exceeds {MAX_FILE_BYTES} (CURATE_MAX_IMAGE_BYTES)")
     try:
         data = path.read_bytes()
     except OSError as exc:

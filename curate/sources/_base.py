@@ -90,7 +90,21 @@ def iter_files(root: Path) -> Iterator[Path]:
 
 
 def rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+    """``path`` relative to ``root``; a path that is not under it keeps its own text (never a crash)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def outside(path: Path, root: Path) -> bool:
+    """Whether ``path``, with ``..`` and symlinks resolved, lies outside ``root``.
+
+    Annotation files name images by path (AffectNet's subDirectory_filePath, RAF-DB's list, YOLO's
+    data.yaml); a hostile or careless re-pack can name ``../../secret.jpg`` or ``/etc/passwd``. Such
+    entries are rejected as ``outside_root``, never read."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, base]) != base
 
 
 def split_name(name: str) -> str | None:

@@ -19,6 +19,7 @@ from curate.sources._base import (
     Rejection,
     SourceRecord,
     iter_files,
+    outside,
     rel,
     split_name,
 )
@@ -75,6 +76,9 @@ def _read_original(root: Path, split: str, media: Path | None = None) -> Iterato
                     sub = row[col["subDirectory_filePath"]].strip()
                 except IndexError:
                     yield Rejection(where, "malformed_annotation", "row too short")
+                    continue
+                if sub and outside(images / sub, images):
+                    yield Rejection(sub, "outside_root", f"{where}: {sub!r} resolves outside {images}")
                     continue
                 rel_path = rel(images / sub, root) if sub else where
                 annotated.add(sub)
@@ -266,9 +270,13 @@ def _read_yolo(root: Path, split: str, media: Path | None = None) -> Iterator[It
         # Roboflow-style files say "../train/images" while the folder sits beside data.yaml: try both.
         candidates = [Path(declared) if Path(declared).is_absolute() else base / declared,
                       root / declared.lstrip("./").removeprefix("../"), root / key / "images"]
-        images_dir = next((c for c in candidates if c.is_dir()), None)
+        existing = [c for c in candidates if c.is_dir()]
+        images_dir = next((c for c in existing if not outside(c, root)), None)
         if images_dir is None:
-            yield Rejection(f"data.yaml:{key}", "missing_folder", f"{declared} not found")
+            if existing:
+                yield Rejection(f"data.yaml:{key}", "outside_root", f"{declared} resolves outside {root}")
+            else:
+                yield Rejection(f"data.yaml:{key}", "missing_folder", f"{declared} not found")
             continue
         labels_dir = images_dir.parent / "labels"
         for path in iter_files(images_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from pathlib import Path
 from typing import Iterator
@@ -10,7 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from curate import taxonomy as tx
-from curate.sources._base import Item, Layout, Rejection, SourceRecord, iter_files, rel, split_name
+from curate.sources._base import Item, Layout, Rejection, SourceRecord, iter_files, outside, rel, split_name
 
 __all__ = ["LAYOUTS"]
 
@@ -99,9 +100,13 @@ def _read_fer_csv(root: Path, split: str, media: Path | None = None) -> Iterator
             if values.size == 0 or side * side != values.size or values.min() < 0 or values.max() > 255:
                 yield Rejection(where, "malformed_annotation", f"{values.size} pixel values do not form a square 8-bit image")
                 continue
-            png = media / usage / f"{line_no - 2:05d}.png"
+            pixels = values.reshape(side, side).astype(np.uint8)
+            # Named by row *and* content: a corrected csv row gets a new file instead of silently keeping
+            # the old pixels; files, once written, never change under a sample that was scored on them.
+            digest = hashlib.sha256(pixels.tobytes()).hexdigest()[:12]
+            png = media / usage / f"{line_no - 2:05d}-{digest}.png"
             if not png.is_file():
-                _write_png_atomic(png, values.reshape(side, side).astype(np.uint8))
+                _write_png_atomic(png, pixels)
             yield SourceRecord(path=png, rel_path=f"{usage}/{png.name}", split=split_key, label=label,
                                source_label=str(row["emotion"]).strip(), extra={"usage": usage, "csv_row": line_no})
 
@@ -178,6 +183,10 @@ def _read_rafdb(root: Path, split: str, media: Path | None = None) -> Iterator[I
         split_key = "train" if name.startswith("train") else "test" if name.startswith("test") else None
         stem, ext = Path(name).stem, Path(name).suffix
         candidates = [aligned / f"{stem}_aligned{ext}", original / name]
+        if any(outside(c, root) for c in candidates):
+            if split in ("all", split_key):
+                yield Rejection(name, "outside_root", f"{where}: {name!r} resolves outside {root}")
+            continue
         path = next((c for c in candidates if c.exists()), candidates[0] if aligned.is_dir() else candidates[1])
         listed.add(path.name)
         if split not in ("all", split_key):
