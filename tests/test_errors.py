@@ -162,3 +162,36 @@ def _browser_sees_the_cluster(url: str, expected_tiles: int) -> None:
     assert tiles_in(dom) == expected_tiles, f"the grid shows {tiles_in(dom)} samples, the view has {expected_tiles}"
     assert "errors-fear-as-surprise" in dom
     assert shot.is_file() and shot.stat().st_size > 20_000, "the screenshot shows no rendered grid"
+
+
+def test_near_chance_probabilities_flag_nothing_and_say_so_in_one_line(tmp_path: Path) -> None:
+    """Issue 15: a barely-better-than-chance teacher must not send most of a clean dataset to review.
+    Also: the default --viz runs on a fresh install, and a missing optional package is one line, not a traceback."""
+    from tests.conftest import last_json, run_cli
+
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=6)
+    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"chance{os.getpid()}")
+    from curate.store.fo_store import load_dataset
+
+    ds = load_dataset(name, create=False)
+    rng = np.random.default_rng(0)
+    oof = {u: (lambda p: (p / p.sum()).tolist())(rng.dirichlet(np.ones(8) * 0.3)) for u in ds.values("sample_uid")}
+    ds.set_values("prelabel_oof", oof, key_field="sample_uid")
+    ds.set_values("embedding", {u: rng.normal(0, 1, 16).astype(np.float32) for u in oof}, key_field="sample_uid")
+    env = {"CURATE_HOME": str(home)}
+    proc = run_cli("errors", "--dataset", name, "--json", env=env)
+    s = last_json(proc)
+    q = s["probability_quality"]
+    assert q["samples"] == len(oof) and not q["trusted"] and q["accuracy"] < q["chance"] + 0.10
+    assert s["label_issues"] == 0 and s["label_issues_flagged"] is False
+    warnings = [l for l in proc.stderr.splitlines() if l.startswith("warning:")]
+    assert len(warnings) == 1 and "close to chance" in warnings[0] and "train the teacher longer" in warnings[0]
+    assert s["brain"]["method"] == "pca"  # the default visualization needs nothing beyond the install
+    umap = run_cli("errors", "--dataset", name, "--viz", "umap", env=env, check=False)
+    try:
+        import umap as _  # noqa: F401
+    except ImportError:
+        lines = [l for l in umap.stderr.splitlines() if l.strip()]
+        assert umap.returncode == 2 and len(lines) == 1 and "umap" in lines[0] and "Traceback" not in umap.stderr, umap.stderr
+    else:
+        assert umap.returncode == 0

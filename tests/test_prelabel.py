@@ -159,6 +159,24 @@ def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset) -> None:  # 
     ds = load_dataset(name, create=False)
     confidences = ds.values("prelabel.confidence")
     assert all(0 < c <= 1 for c in confidences)
+    # Per sample: run the checkpoint here on a few known faces and compare with what was stored for those same faces.
+    from curate.models.calibrate import softmax
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.infer import predict
+    from curate.models.manifest import from_dataset
+    from curate.models.preprocess import Preprocess
+
+    model, side = load_checkpoint(Path(teacher["checkpoint"]))
+    known = sorted(from_dataset(name, url), key=lambda r: r.uid)[:: 17]
+    probs = softmax(predict(model, known, side["classes"], Preprocess.from_dict(side["preprocess"]), 8, "cpu")[0], side["temperature"])
+    stored = {u: (lab, conf) for u, lab, conf in zip(*ds.values(["sample_uid", "prelabel.label", "prelabel.confidence"]))}
+    with sqlite3.connect(home / "curate.db") as db:
+        events = dict(db.execute("SELECT s.uid, e.label FROM label_events e JOIN samples s ON s.id = e.sample_id "
+                                 "WHERE e.source = 'model' AND e.model_run_id = ?", (first["model_run_id"],)).fetchall())
+    for r, p in zip(known, probs):
+        label = side["classes"][int(p.argmax())]
+        assert stored[r.uid][0] == label == events[r.uid], r.uid
+        assert stored[r.uid][1] == pytest.approx(float(p.max()), abs=1e-4)
     assert all(len(lg) == 8 for lg in ds.values("prelabel.logits"))
     assert len({len(e) for e in ds.values("embedding")}) == 1
     with sqlite3.connect(home / "curate.db") as db:

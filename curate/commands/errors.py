@@ -29,13 +29,19 @@ def errors(
     dataset: DatasetOption = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Also record this checkpoint's mistakes on val/test.")] = None,
     clusters: Annotated[Optional[int], typer.Option("--clusters", min=1, help="k for k-means (default: chosen by silhouette).")] = None,
-    viz: Annotated[str, typer.Option("--viz", help="Embedding visualization: umap, tsne, pca or none.")] = "umap",
+    viz: Annotated[str, typer.Option("--viz", help="Embedding visualization: pca, tsne, umap (needs umap-learn) or none.")] = "pca",
     json_: JsonOption = False,
 ) -> None:
     """Label issues (cleanlab), checkpoint mistakes, error clusters as saved views, embedding visualization."""
     with reporter(json_, _human) as rep:
         from curate.errors.stage import analyze_errors
+        from curate.exceptions import CurateError
+
+        if viz not in ("pca", "tsne", "umap", "none"):
+            raise CurateError(f"--viz {viz!r} must be pca, tsne, umap or none")
 
         s = settings_from(ctx, dataset=dataset)
         rep.update(**analyze_errors(s.dataset, s.database_url, checkpoint, clusters, viz_method=viz if viz != "none" else "pca",
                                     visualize=viz != "none"))
+        if rep.summary.get("warning"):
+            rep.say(f"warning: {rep.summary['warning']}")

@@ -33,7 +33,8 @@ def export(
     format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",  # noqa: A002
     int8: Annotated[bool, typer.Option("--int8", help="Also write a statically quantized INT8 model.")] = False,
     dataset: DatasetOption = None,
-    split: Annotated[str, typer.Option("--split", help="Samples used to check and calibrate (test, val, train, all).")] = "test",
+    split: Annotated[str, typer.Option("--split", help="Samples used to check and calibrate (test, val, train, all); "
+                                       "an empty test split falls back to val, then to every labeled sample.")] = "test",
     limit: Annotated[int, typer.Option("--limit", min=1)] = 512,
     out: Annotated[Optional[Path], typer.Option("--out")] = None,
     json_: JsonOption = False,
@@ -45,11 +46,25 @@ def export(
 
         if format != "onnx":
             raise CurateError(f"--format {format!r}: only onnx is supported")
-        rows = []
-        if dataset is not None:
-            _, rows = _rows(ctx, dataset, split)
-            rows = rows[:limit]
-        rep.update(**export_onnx(checkpoint, out, int8, rows))
+        from curate.models.checkpoint import read_sidecar
+
+        # Real faces whenever a dataset is known: the one named, else the one the checkpoint was trained on.
+        name = dataset or read_sidecar(checkpoint).get("dataset")
+        rows, used = [], None
+        if name is not None:
+            for candidate in (split, "val", "all") if split == "test" else (split,):
+                try:
+                    _, rows = _rows(ctx, name, candidate)
+                except CurateError:
+                    if dataset is not None:
+                        raise
+                    break  # the checkpoint's dataset is not on this machine: random inputs, as before
+                if rows:
+                    used = candidate
+                    break
+            if not rows and dataset is not None:
+                raise CurateError(f"dataset {name!r}: no labeled quality-passing samples to check the export on")
+        rep.update(**export_onnx(checkpoint, out, int8, rows[:limit]), checked_split=used, checked_dataset=name if rows else None)
 
 
 def _compare_human(r: Reporter) -> None:

@@ -43,6 +43,8 @@ def push(
         s = settings_from(ctx, dataset=dataset, review_threshold=threshold)
         with out.progress(limit, "push") as bar:
             out.update(**run_push(s, s.dataset, s.review_threshold, limit, batch_size, progress=bar.advance, annotators=annotators))
+        if out.summary.get("warning"):
+            out.say(f"warning: {out.summary['warning']}")
 
 
 def _pull_human(r: Reporter) -> None:

@@ -43,9 +43,10 @@ def _checkpoint_mistakes(ds, url: str, checkpoint: Path) -> dict[str, tuple[bool
     return {r.uid: (p != r.label, p, float(c)) for r, p, c in zip(rows, pred, probs.max(1))}
 
 
-def analyze_errors(dataset: str, url: str, checkpoint: Path | None = None, k: int | None = None, viz_method: str = "umap",
+def analyze_errors(dataset: str, url: str, checkpoint: Path | None = None, k: int | None = None, viz_method: str = "pca",
                    visualize: bool = True) -> dict[str, Any]:
     from curate.errors.analysis import cluster_errors, label_issues
+    from curate.errors.trust import probability_quality, warning
     from curate.store import fo_store
 
     started = time.monotonic()
@@ -67,14 +68,23 @@ def analyze_errors(dataset: str, url: str, checkpoint: Path | None = None, k: in
     suggested: list[str | None] = [None] * n
     quality: list[float | None] = [None] * n
     have = [i for i in range(n) if cols["label.label"][i] in index and cols.get("prelabel_oof", [None] * n)[i] is not None]
-    if have:
+    quality_of_probs = probability_quality(np.array([index[cols["label.label"][i]] for i in have], dtype=int),
+                                           np.array([cols["prelabel_oof"][i] for i in have]).reshape(len(have), -1), list(EMOTIONS))
+    caution = warning(quality_of_probs, "label issues are not flagged") if have else None
+    if have and quality_of_probs["trusted"]:
         found = label_issues(np.array([index[cols["label.label"][i]] for i in have]), np.array([cols["prelabel_oof"][i] for i in have]))
         for j, i in enumerate(have):
             issue[i], quality[i], suggested[i] = bool(found.is_issue[j]), float(found.quality[j]), EMOTIONS[int(found.suggested[j])]
     ids = cols["id"]
     ds.set_values("label_issue", {ids[i]: bool(issue[i]) for i in have}, key_field="id")
-    ds.set_values("label_quality", {ids[i]: quality[i] for i in have}, key_field="id")
-    ds.set_values("suggested_label", {ids[i]: f.Classification(label=suggested[i]) for i in have}, key_field="id")
+    if have and quality_of_probs["trusted"]:
+        ds.set_values("label_quality", {ids[i]: quality[i] for i in have}, key_field="id")
+        ds.set_values("suggested_label", {ids[i]: f.Classification(label=suggested[i]) for i in have}, key_field="id")
+    else:  # untrusted probabilities: clear what an earlier run may have written, create nothing
+        for stale in ("label_quality", "suggested_label"):
+            if stale in schema:
+                ds.set_values(stale, {ids[i]: None for i in have}, key_field="id")
+    by_quality = (lambda view: view.sort_by("label_quality")) if "label_quality" in ds.get_field_schema() else (lambda view: view)
 
     # 2. mistakes of a checkpoint on val/test
     mistakes = _checkpoint_mistakes(ds, url, checkpoint) if checkpoint else {}
@@ -100,8 +110,8 @@ def analyze_errors(dataset: str, url: str, checkpoint: Path | None = None, k: in
         clusters = cluster_errors(emb, true, predicted, k=k)
         ds.set_values("error_cluster", {ids[errors[m]]: c.cluster for c in clusters for m in c.members}, key_field="id")
         for c in clusters:
-            ds.save_view(c.view, ds.match(F("error_cluster") == c.cluster).sort_by("label_quality"), overwrite=True)
-    ds.save_view("label_issues", ds.match(F("label_issue") == True).sort_by("label_quality"), overwrite=True)  # noqa: E712
+            ds.save_view(c.view, by_quality(ds.match(F("error_cluster") == c.cluster)), overwrite=True)
+    ds.save_view("label_issues", by_quality(ds.match(F("label_issue") == True)), overwrite=True)  # noqa: E712
     if mistakes:
         ds.save_view("mistakes", ds.match(F("mistake") == True), overwrite=True)  # noqa: E712
 
@@ -127,6 +137,9 @@ def analyze_errors(dataset: str, url: str, checkpoint: Path | None = None, k: in
         "dataset": dataset,
         "samples": n,
         "with_oof": len(have),
+        "probability_quality": quality_of_probs,
+        "label_issues_flagged": bool(have) and quality_of_probs["trusted"],
+        "warning": caution,
         "label_issues": int(issue.sum()),
         "mistakes": sum(1 for m, _, _ in mistakes.values() if m),
         "checked_by_checkpoint": len(mistakes),

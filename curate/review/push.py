@@ -168,6 +168,10 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
         current = {uid_of[sid]: label for sid, (label, _) in ledger.current_labels(db, dataset_id).items() if sid in uid_of}
         model_version = _model_version(db, dataset_id)
     candidates, filepaths = _candidates(dataset, current)
+    from curate.errors.trust import dataset_probability_quality, warning
+
+    trust = dataset_probability_quality(dataset, current)
+    caution = warning(trust, "routing by them sends most faces to review") if trust else None
     server = connect(settings)
     with review_lock(settings.home, dataset):
         project, created = ensure_project(server, dataset)
@@ -206,5 +210,5 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
         "queued": len(queue), "already_in_review": len(in_review), "adopted_from_interrupted_push": adopted,
         "pushed": len(pushed), "left_in_queue": len(queue) - len(routed) - len(refused), "refused": refused,
         "by_reason": dict(Counter(r.reason for r in routed).most_common()), "by_class": dict(Counter(r.group for r in routed).most_common()), "images": images.counts,
-        "model_version": model_version,
+        "model_version": model_version, "probability_quality": trust, "warning": caution,
     }
