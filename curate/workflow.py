@@ -8,8 +8,11 @@ A workflow is the loop as data::
       - {stage: ingest, kind: fer2013, root: "${FER2013_ROOT:-../../shared/data/fer2013}"}
       - {stage: quality}
 
-Stages never call each other: each reads what earlier stages stored. A stage that finished
-in an earlier run of the same workflow (same content hash) is skipped unless ``force``.
+Stages never call each other: each reads what earlier stages stored. A re-run resumes after
+the last stage that finished in the previous run of the workflow, as long as those stages are the
+same: each stage is keyed by a hash of the workflow's settings and the *expanded* parameters of
+every stage up to it, so pointing ``${VAR}`` at another data root re-runs from the first stage it
+changes. ``force`` re-runs everything.
 Relative paths in stage parameters are relative to the workflow file.
 """
 
@@ -150,13 +153,21 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     from curate.store.sql.models import WorkflowRun, utcnow
 
     doc = load_workflow(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    expanded = [_expand({k: v for k, v in stage.items() if k != "stage"}) for stage in doc["stages"]]
+    chain = _chain_keys(_expand(doc.get("settings") or {}), [(st["stage"], p) for st, p in zip(doc["stages"], expanded)])
+    digest = chain[-1]
     name = str(doc.get("name") or path.stem)
     session.require_schema(settings.database_url)
     with session.session_scope(settings.database_url) as db:
-        previous = db.scalars(select(WorkflowRun).where(WorkflowRun.workflow == name, WorkflowRun.config_hash == digest)
-                              .order_by(WorkflowRun.id.desc())).first()
-        finished = {} if force or previous is None else {k: v for k, v in (previous.stages or {}).items() if v.get("status") == "done"}
+        previous = db.scalars(select(WorkflowRun).where(WorkflowRun.workflow == name).order_by(WorkflowRun.id.desc())).first()
+        finished: dict[str, Any] = {}
+        if not force and previous is not None:
+            done = previous.stages or {}
+            for index, stage in enumerate(doc["stages"]):  # the leading stages that finished with the same key, no further
+                key = f"{index + 1}:{stage['stage']}"
+                if done.get(key, {}).get("status") != "done" or done[key].get("key") != chain[index]:
+                    break
+                finished[key] = done[key]
         run = WorkflowRun(workflow=name, path=str(path.resolve()), config_hash=digest, status="running", stages=dict(finished))
         db.add(run)
         db.flush()
@@ -170,16 +181,28 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
             continue
         if on_stage:
             on_stage(key, "running")
-        params = _expand({k: v for k, v in stage.items() if k != "stage"})
+        params = expanded[index]
         try:
             summary = STAGES[stage["stage"]](settings, params, path.parent.resolve(), progress)
         except CurateError:
             _save(settings.database_url, run_id, results, "failed")
             raise
-        results[key] = {"status": "done", "summary": summary}
+        results[key] = {"status": "done", "key": chain[index], "summary": summary}
         _save(settings.database_url, run_id, results, "running")
     _save(settings.database_url, run_id, results, "done", finished_at=utcnow())
     return {"workflow": name, "run_id": run_id, "resumed_stages": sorted(finished), "stages": results}
+
+
+def _chain_keys(settings: dict[str, Any], stages: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One key per stage: a hash of the settings and of every stage up to and including it (expanded parameters)."""
+    import json
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    keys = []
+    for stage, params in stages:
+        h.update(json.dumps([stage, params], sort_keys=True, default=str).encode())
+        keys.append(h.hexdigest())
+    return keys
 
 
 def _save(url: str, run_id: int, stages: dict[str, Any], status: str, finished_at: Any = None) -> None:

@@ -75,3 +75,29 @@ def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, 
     with sqlite3.connect(curate_home / "curate.db") as db:
         kinds = dict(db.execute("SELECT kind, count(*) FROM model_runs GROUP BY kind").fetchall())
     assert kinds == {"teacher-train": 1, "prelabel": 1, "retrain": 1}
+
+
+def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_root_starts_over(tmp_path: Path, curate_home: Path) -> None:
+    """Stage 2 fails, its cause is fixed (outside the YAML), the re-run resumes after stage 1 only;
+    the same YAML pointed at another root by ${VAR} re-runs stage 1 instead of trusting the old one."""
+    builders.fer2013_folders(tmp_path / "data", per_class=1)
+    builders.fer2013_folders(tmp_path / "other", per_class=2)
+    name = f"wf_fail_{tmp_path.name[-10:]}"
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        f"name: {name}\nsettings:\n  dataset: {name}\n"
+        "stages:\n"
+        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_DATA:-data}\n"
+        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_EXTRA:-extra}\n"
+        "  - stage: quality\n"
+    )
+    failed = run_cli("run", str(wf), "--json", check=False)
+    assert failed.returncode == 2 and "extra" in failed.stderr.splitlines()[-1]
+    builders.fer2013_folders(tmp_path / "extra", per_class=1)  # the fix: the missing folder now exists
+    fixed = last_json(run_cli("run", str(wf), "--json"))
+    assert fixed["resumed_stages"] == ["1:ingest"] and fixed["stages"]["2:ingest"]["status"] == "done"
+    elsewhere = last_json(run_cli("run", str(wf), "--json", env={"WF_DATA": str(tmp_path / "other")}))
+    assert elsewhere["resumed_stages"] == []
+    assert elsewhere["stages"]["1:ingest"]["summary"]["seen"] == 28  # the other root was really read
+    with sqlite3.connect(curate_home / "curate.db") as db:
+        assert db.execute("SELECT status FROM workflow_runs ORDER BY id").fetchall() == [("failed",), ("done",), ("done",)]
