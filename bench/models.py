@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._results import machine, write_section  # noqa: E402
-from bench.teacher import rows_of  # noqa: E402
+from bench._data import rows_of  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH / "results"

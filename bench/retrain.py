@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._results import write_section  # noqa: E402
-from bench.teacher import blur_copy, rows_of  # noqa: E402
+from bench._data import blur_copy, rows_of  # noqa: E402
 
 
 def bare_steps(arch: str, size: int, batch: int, steps: int, device: str) -> float:

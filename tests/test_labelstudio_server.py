@@ -8,7 +8,6 @@ import socket
 import stat
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import LS_VENV, _free_port, last_json, missing_real_part, run_cli
 

@@ -12,21 +12,19 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from curate.models.data import FaceDataset, loader_kwargs
 from curate.models.factory import create_model
-from curate.models.infer import autocast, predict, resolve_device
+from curate.models.infer import autocast, predict
 from curate.models.manifest import Row
 from curate.models.metrics import classification_metrics
-from curate.models.preprocess import Preprocess, augment_batch, to_model_input, train_transform
+from curate.models.preprocess import Preprocess, augment_batch, to_model_input
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "run_epoch", "seed_everything", "make_scheduler"]
+__all__ = ["TrainConfig", "run_epoch", "evaluate", "seed_everything", "make_scheduler"]
 
 
 @dataclass
@@ -63,15 +61,6 @@ class TrainConfig:
 
     def build_model(self, num_classes: int):  # noqa: ANN201
         return create_model(self.arch, num_classes, self.weights, stem_stride=self.resolved_stem_stride())
-
-
-@dataclass
-class TrainResult:
-    model: Any
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_metrics: dict[str, Any] = field(default_factory=dict)
-    train_images_per_s: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -133,44 +122,3 @@ def run_epoch(model, loader, steps: int, optimizer, scheduler, criterion, device
         if progress:
             progress(len(x))
     return losses, seen, time.perf_counter() - t0
-
-
-def train_model(
-    train_rows: Sequence[Row],
-    val_rows: Sequence[Row],
-    classes: Sequence[str],
-    cfg: TrainConfig,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> TrainResult:
-    """Train ``cfg.arch`` on labeled rows; evaluate on ``val_rows`` each epoch; return the best model."""
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    pp = cfg.preprocess()
-    model = cfg.build_model(len(classes)).to(device).to(memory_format=torch.channels_last)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(FaceDataset(train_rows, classes, train_transform(pp)), batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_rows) > cfg.batch_size,
-                        generator=generator, **loader_kwargs(cfg.workers, device))
-    steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
-    optimizer = _optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, int(steps_per_epoch * cfg.warmup_epochs))
-    weight = torch.tensor(cfg.class_weights, dtype=torch.float32, device=device) if cfg.class_weights else None
-    criterion = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-    result = TrainResult(model)
-    best_state, best_f1 = None, -1.0
-    seen, train_time = 0, 0.0
-    for epoch in range(1, cfg.epochs + 1):
-        losses, n, seconds = run_epoch(model, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp, progress=progress)
-        seen, train_time = seen + n, train_time + seconds
-        metrics, _ = evaluate(model, val_rows, classes, pp, cfg) if val_rows else ({"macro_f1": 0.0}, None)
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "val": metrics}
-        result.history.append(record)
-        if on_epoch:
-            on_epoch(record)
-        if metrics["macro_f1"] > best_f1:
-            best_f1, result.best_epoch, result.best_metrics = metrics["macro_f1"], epoch, metrics
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    result.train_images_per_s = seen / train_time if train_time else 0.0
-    return result
