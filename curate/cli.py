@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(ingest.app, name="ingest")
 app.command("quality")(quality.quality)
 app.add_typer(models.teacher_app, name="teacher")
+app.add_typer(models.manifest_app, name="manifest")
 app.command("prelabel")(models.prelabel)
 app.command("retrain")(retrain.retrain)
 app.command("export")(evaluate.export)

@@ -184,3 +184,44 @@ def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset) -> None:  # 
         assert db.execute("SELECT count(*) FROM model_runs WHERE kind = 'prelabel'").fetchone() == (1,)
         # Model labels never displace a dataset label in the current-label view.
         assert db.execute("SELECT count(*) FROM current_labels WHERE source = 'model'").fetchone() == (0,)
+
+
+def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_path: Path) -> None:
+    """The GPU path: export a manifest, train the teacher where FiftyOne and SQL cannot even be imported,
+    bring the checkpoint and its out-of-fold probabilities back, and pre-label with it."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import last_json, run_cli
+
+    built = builders.fer2013_folders(tmp_path / "images" / "fer", per_class=4)
+    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"mf{os.getpid()}")
+    env = {"CURATE_HOME": str(home)}
+    manifest = tmp_path / "moved" / "fer.csv"
+    exported = last_json(run_cli("manifest", "export", "--dataset", name, "--out", str(manifest), "--relative-to", str(tmp_path / "images"),
+                                 "--json", env=env))
+    assert exported["rows"] == exported["labeled"] == 56
+    lines = manifest.read_text().splitlines()
+    assert lines[0] == "path,label,split,sample_uid,box,group" and all(not l.startswith("/") for l in lines[1:])
+    # "Another machine": the manifest moved away from the images; --root says where they are now.
+    blocker = ("import sys; sys.modules['fiftyone'] = None; sys.modules['sqlalchemy'] = None; sys.modules['label_studio_sdk'] = None\n"
+               "from curate.models.from_manifest import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", blocker, "teacher", str(manifest), "--root", str(tmp_path / "images"), "--out", str(tmp_path / "gpu"),
+                           "--arch", "resnet18", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--max-steps-per-epoch", "2",
+                           "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    trained = json.loads(proc.stdout.strip().splitlines()[-1])
+    ckpt = Path(trained["checkpoint"])
+    assert trained["members"] == 2 and trained["oof"]["samples"] == 56 and ckpt.is_file()
+    imported = last_json(run_cli("teacher", "import", str(ckpt), "--dataset", name, "--json", env=env))
+    assert imported["oof_samples_stored"] == 56 and imported["sha256"] == trained["sha256"]
+    pre = last_json(run_cli("prelabel", "--dataset", name, "--json", env=env))  # newest registered teacher = the imported one
+    assert pre["checkpoint"] == str(ckpt) and pre["samples"] == 56
+    from curate.store.fo_store import load_dataset
+
+    oof = np.load(ckpt.with_suffix(".oof.npz"))
+    ds = load_dataset(name, create=False)
+    ds.reload()  # written by the CLI processes: refresh this process's cached schema
+    stored = dict(zip(*ds.values(["sample_uid", "prelabel_oof"])))
+    assert all(np.allclose(stored[u], p, atol=1e-6) for u, p in zip(oof["uids"].tolist(), oof["probs"]))

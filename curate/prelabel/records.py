@@ -21,12 +21,16 @@ def label_snapshot_id(url: str) -> int | None:
         return db.scalar(select(func.max(LabelEvent.id)))
 
 
-def store_oof(dataset: str, uids: Sequence[str], probs: np.ndarray, folds: np.ndarray) -> None:
+def store_oof(dataset: str, uids: Sequence[str], probs: np.ndarray, folds: np.ndarray) -> int:
+    """Out-of-fold probabilities onto the samples they name (others, e.g. from another dataset, are ignored); returns the count."""
     from curate.store import fo_store
 
     ds = fo_store.load_dataset(dataset, create=False)
-    ds.set_values("prelabel_oof", {u: p.astype(float).tolist() for u, p in zip(uids, probs)}, key_field="sample_uid")
-    ds.set_values("oof_fold", {u: int(f) for u, f in zip(uids, folds)}, key_field="sample_uid")
+    present = set(ds.values("sample_uid"))
+    keep = [i for i, u in enumerate(uids) if u in present]
+    ds.set_values("prelabel_oof", {uids[i]: probs[i].astype(float).tolist() for i in keep}, key_field="sample_uid")
+    ds.set_values("oof_fold", {uids[i]: int(folds[i]) for i in keep}, key_field="sample_uid")
+    return len(keep)
 
 
 def register_teacher(url: str, dataset: str, path: Path, digest: str, sidecar: dict[str, Any]) -> int:

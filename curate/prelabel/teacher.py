@@ -74,7 +74,7 @@ def training_rows(dataset: str, url: str, seed: int) -> tuple[list, list, list]:
     return split_rows(rows, seed)
 
 
-def _plan(opts: TeacherOptions, train: list, home: Path) -> tuple[Path, dict[str, Any]]:
+def _plan(opts: TeacherOptions, train: list, runs: Path) -> tuple[Path, dict[str, Any]]:
     """The run folder and its plan (config, members and their fold ids), new or read back for ``--resume``."""
     from curate.models.oof import stratified_folds
 
@@ -95,7 +95,7 @@ def _plan(opts: TeacherOptions, train: list, home: Path) -> tuple[Path, dict[str
         raise CurateError(f"dataset {opts.dataset!r}: {len(train)} training samples cannot make {k} folds")
     folds = stratified_folds([r.label for r in train], k, opts.config.seed) if k > 1 else np.zeros(len(train), np.int64)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = (opts.out or home / "checkpoints" / opts.dataset) / f"teacher-{opts.config.arch}-{stamp}"
+    run_dir = (opts.out or runs) / f"teacher-{opts.config.arch}-{stamp}"
     plan = {"config": opts.config.to_dict(), "members": k, "oof": opts.oof, "folds": {r.uid: int(f) for r, f in zip(train, folds)}}
     from curate.models.checkpoint import atomic_write_bytes
 
@@ -137,8 +137,11 @@ def _train_members(run_dir: Path, plan: dict[str, Any], cfg, train: list, val: l
     return best
 
 
-def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None,
-                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def fit_teacher(opts: TeacherOptions, train: list, val: list, test: list, runs: Path, say: Callable[[str], None] = lambda _: None,
+                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) the teacher from plain rows, calibrate it, compute OOF probabilities and save
+    ``teacher.safetensors`` (+ ``.oof.npz``) in its run folder. Touches neither FiftyOne nor SQL, so it
+    runs where only torch and timm exist (``python -m curate.models.from_manifest``)."""
     from curate.models.calibrate import expected_calibration_error, fit_temperature, softmax
     from curate.models.checkpoint import load_checkpoint, save_checkpoint
     from curate.models.ensemble import Ensemble
@@ -146,12 +149,9 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
     from curate.models.metrics import classification_metrics
     from curate.models.oof import oof_linear
     from curate.models.retrain import RetrainConfig
-    from curate.prelabel import records
 
-    started = time.monotonic()
     classes = list(EMOTIONS)
-    train, val, test = training_rows(opts.dataset, url, opts.config.seed)
-    run_dir, plan = _plan(opts, train, home)
+    run_dir, plan = _plan(opts, train, runs)
     cfg = RetrainConfig(**{**plan["config"], "balance": "none", "distill": False})
     # The machine may differ from the one that started the run: device and loader workers are this machine's.
     cfg.device, cfg.workers = opts.config.device, opts.config.workers
@@ -190,8 +190,8 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
     oof_rows, oof_probs, fold_ids, oof_seconds = [], None, None, 0.0
     if plan["oof"] != "none":
         t0 = time.monotonic()
+        oof_rows = [*train, *held_out]
         if plan["oof"] == "cross":
-            oof_rows = [*train, *held_out]
             oof_probs = np.zeros((len(oof_rows), len(classes)), np.float32)
             fold_ids = np.array([plan["folds"][r.uid] for r in train] + [-1] * len(held_out))
             for f, (member, _) in enumerate(members):
@@ -202,7 +202,6 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
         else:  # linear
             from curate.models.factory import create_model
 
-            oof_rows = [*train, *held_out]
             backbone = create_model(cfg.arch, len(classes), cfg.weights)
             _, emb = predict(backbone, oof_rows, classes, pp, cfg.batch_size, cfg.device, cfg.workers)
             oof_probs, fold_ids = oof_linear(emb, [r.label for r in oof_rows], classes, opts.folds, cfg.seed)
@@ -213,11 +212,10 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
         oof_accuracy = float((oof_probs[: len(train)].argmax(1) == y_train).mean())
 
     out = run_dir / "teacher.safetensors"
-    snapshot = records.label_snapshot_id(url)
     first = members[0][1]
     sidecar = {
         "kind": "teacher", "arch": cfg.arch, "classes": classes, "preprocess": pp.to_dict(), "model_options": first.get("model_options", {}),
-        "members": k if k > 1 else 0, "temperature": temperature, "dataset": opts.dataset, "label_snapshot_id": snapshot,
+        "members": k if k > 1 else 0, "temperature": temperature, "dataset": opts.dataset, "label_snapshot_id": None,
         "weights_init": cfg.weights, "train_config": cfg.to_dict(), "best_epoch": first["epoch"],
         "member_best_epochs": [s["epoch"] for _, s in members], "history": [s["history"] for _, s in members],
         "val_metrics": val_metrics, "test_metrics": test_metrics, "ece": ece,
@@ -230,13 +228,46 @@ def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str
     digest = save_checkpoint(out, model, sidecar)
     if oof_probs is not None:
         np.savez_compressed(out.with_suffix(".oof.npz"), uids=np.array([r.uid for r in oof_rows]), probs=oof_probs, folds=fold_ids)
-        records.store_oof(opts.dataset, [r.uid for r in oof_rows], oof_probs, fold_ids)
-    run_id = records.register_teacher(url, opts.dataset, out, digest, sidecar)
     return {
-        "dataset": opts.dataset, "checkpoint": str(out), "run_dir": str(run_dir), "sha256": digest, "model_run_id": run_id, "arch": cfg.arch,
-        "members": k, "counts": sidecar["counts"], "best_epoch": first["epoch"],
-        "val_metrics": {k_: v for k_, v in val_metrics.items() if k_ != "confusion_matrix"},
+        "checkpoint": str(out), "run_dir": str(run_dir), "sha256": digest, "arch": cfg.arch, "members": k, "counts": sidecar["counts"],
+        "best_epoch": first["epoch"], "val_metrics": {k_: v for k_, v in val_metrics.items() if k_ != "confusion_matrix"},
         "test_metrics": {k_: v for k_, v in (test_metrics or {}).items() if k_ != "confusion_matrix"} or None,
         "temperature": temperature, "ece": ece, "oof": sidecar["oof"] | {"samples": 0 if oof_probs is None else len(oof_probs)},
-        "resumed": opts.resume is not None, "seconds": round(time.monotonic() - started, 1),
+        "resumed": opts.resume is not None,
     }
+
+
+def import_teacher(checkpoint: Path, dataset: str, url: str, label_snapshot_id: int | None = None) -> dict[str, Any]:
+    """Register a teacher checkpoint trained elsewhere (a GPU box, from a manifest) as ``dataset``'s teacher,
+    and store its out-of-fold probabilities (``.oof.npz`` beside it) on the samples they name."""
+    from curate.models.checkpoint import file_sha256, read_sidecar, sidecar_path
+    from curate.prelabel import records
+
+    side = read_sidecar(checkpoint)
+    digest = file_sha256(checkpoint)
+    if side.get("sha256") not in (None, digest):
+        raise CurateError(f"{checkpoint}: weights do not match the sha256 in {sidecar_path(checkpoint).name}")
+    if side.get("kind") != "teacher" or "classes" not in side:
+        raise CurateError(f"{checkpoint}: not a curate teacher checkpoint (sidecar kind {side.get('kind')!r})")
+    snapshot = label_snapshot_id or side.get("label_snapshot_id") or records.label_snapshot_id(url)
+    side = {**side, "dataset": dataset, "label_snapshot_id": snapshot}
+    run_id = records.register_teacher(url, dataset, checkpoint, digest, side)
+    stored = 0
+    oof = checkpoint.with_suffix(".oof.npz")
+    if oof.is_file():
+        data = np.load(oof)
+        stored = records.store_oof(dataset, data["uids"].tolist(), data["probs"], data["folds"])
+    return {"dataset": dataset, "checkpoint": str(checkpoint), "sha256": digest, "model_run_id": run_id, "oof_samples_stored": stored}
+
+
+def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None,
+                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """The teacher of a dataset in the stores: its current labels in, a registered checkpoint and stored OOF out."""
+    from curate.prelabel import records
+
+    started = time.monotonic()
+    snapshot = records.label_snapshot_id(url)  # the labels this teacher learns from
+    train, val, test = training_rows(opts.dataset, url, opts.config.seed)
+    result = fit_teacher(opts, train, val, test, home / "checkpoints" / opts.dataset, say, progress)
+    imported = import_teacher(Path(result["checkpoint"]), opts.dataset, url, snapshot)
+    return {"dataset": opts.dataset, **result, "model_run_id": imported["model_run_id"], "seconds": round(time.monotonic() - started, 1)}
