@@ -199,3 +199,30 @@ def test_distillation_refuses_logits_that_do_not_line_up_with_the_rows(rows, tmp
     cfg = RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=1, batch_size=8, device="cpu", workers=0, max_steps_per_epoch=1, distill=True)
     with pytest.raises(ValueError, match="every training row"):
         retrain(train, test, EMOTIONS, cfg, tmp_path / "x", {}, np.zeros((len(train) - 1, len(EMOTIONS)), np.float32))
+
+
+def test_a_kill_before_an_epoch_is_registered_is_repaired_by_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """state.pt of epoch 2 is on disk but its registry row is not (the process died in between):
+    the resumed run registers it, so every epoch has exactly one checkpoints row."""
+    from curate.retrain import registry
+    from curate.retrain.stage import RetrainOptions, run_retrain
+
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=2)
+    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"reg{os.getpid()}")
+    cfg = RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=3, batch_size=8, device="cpu", max_steps_per_epoch=1)
+    real = registry.register_checkpoint
+
+    def dies_at_epoch_two(url_, run_id, dataset, path, epoch, *rest):  # noqa: ANN001, ANN002, ANN202
+        if epoch == 2:
+            raise KeyboardInterrupt("killed between state.pt and the registry")
+        return real(url_, run_id, dataset, path, epoch, *rest)
+
+    monkeypatch.setattr(registry, "register_checkpoint", dies_at_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_retrain(RetrainOptions(dataset=name, config=cfg, out=tmp_path / "runs"), url, home)
+    monkeypatch.setattr(registry, "register_checkpoint", real)
+    state = next((tmp_path / "runs").glob("retrain-*/state.pt"))
+    assert int(torch.load(state, weights_only=True)["epoch"]) == 2
+    run_retrain(RetrainOptions(dataset=name, config=cfg, resume=state), url, home)
+    with sqlite3.connect(home / "curate.db") as db:
+        assert [r[0] for r in db.execute("SELECT epoch FROM checkpoints ORDER BY epoch").fetchall()] == [1, 2, 3]

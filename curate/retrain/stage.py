@@ -52,6 +52,21 @@ def _teacher_logits(opts: RetrainOptions, url: str, rows: list, say: Callable[[s
     return logits
 
 
+def _register_saved_epochs(url: str, run_id: int, dataset: str, out_dir: Path, state: Path) -> None:
+    """Register every epoch the resume state covers. A kill after ``state.pt`` was written but before that
+    epoch's registry row would otherwise lose the row for good (registration is insert-or-ignore by path)."""
+    from curate.models.checkpoint import read_sidecar
+    from curate.models.retrain import load_state
+    from curate.retrain import registry
+
+    done = int(load_state(state)["epoch"])
+    for epoch in range(1, done + 1):
+        ckpt = out_dir / f"epoch-{epoch:03d}.safetensors"
+        if ckpt.is_file():
+            side = read_sidecar(ckpt)
+            registry.register_checkpoint(url, run_id, dataset, ckpt, epoch, side.get("label_snapshot_id"), side["metrics"])
+
+
 def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     from curate.models.report import write_report
     from curate.models.retrain import retrain
@@ -81,6 +96,8 @@ def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str],
         registry.register_checkpoint(url, run_id, opts.dataset, ckpt, record["epoch"], snapshot, record["val"])
         say(f"  epoch {record['epoch']}: loss {record['train_loss']:.3f}, val macro-F1 {record['val']['macro_f1']:.3f} -> {ckpt.name}")
 
+    if opts.resume is not None:
+        _register_saved_epochs(url, run_id, opts.dataset, out_dir, opts.resume)
     result = retrain(train, val, classes, cfg, out_dir, extra, teacher, opts.resume, on_epoch)
     best = out_dir / f"epoch-{result['best_epoch']:03d}.safetensors"
     registry.mark_best(url, run_id, best)
