@@ -7,6 +7,7 @@ import itertools
 import os
 import signal
 import sqlite3
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -384,3 +385,35 @@ def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_pat
     assert last_json(run_cli("review", "pull", "--dataset", setup.name, "--json", env=setup.env))["new_human_labels"] == 1
     assert _sql(setup.url, "SELECT s.uid, e.label, e.actor, e.previous_label FROM label_events e JOIN samples s ON s.id = e.sample_id "
                            "WHERE e.source = 'human'") == [(uid, chosen, creds["username"], setup.labels[uid])]
+
+
+def test_the_readme_review_round_runs_verbatim(tmp_path: Path, label_studio_template: Path) -> None:
+    """Docs as tests (issue 15): the README's typical round, each line run by a shell exactly as written,
+    with only the image root bound to a generated dataset; a documented command that breaks fails here."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("A typical round:", 1)[1].split("```", 2)[1]
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert lines[0].startswith("curate labelstudio serve --data-root ~/data/fer2013") and len(lines) == 3
+    setup = _review_dataset(tmp_path)
+    shutil.copytree(label_studio_template, setup.home / "label-studio", ignore=shutil.ignore_patterns("server.json", "server.log"))
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8080)) == 0:
+            pytest.fail("port 8080 (the documented default) is busy on this machine")
+    bin_dir = str(Path(os.sys.executable).parent)
+    env = {**os.environ, **setup.env, "CURATE_DATASET": setup.name, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    outputs = []
+    try:
+        for line in lines:
+            shell = line.replace("~/data/fer2013", str(setup.root))
+            proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=300)
+            outputs.append(proc.stdout + proc.stderr)
+            assert proc.returncode == 0 and "Traceback" not in proc.stderr, f"README line failed: {line}\n{proc.stdout}{proc.stderr}"
+    finally:
+        subprocess.run(["bash", "-c", "curate labelstudio stop"], capture_output=True, env=env, timeout=60)
+    assert "Label Studio started: http://127.0.0.1:8080" in outputs[0] and "credentials.json" in outputs[0]
+    assert f"pushed {len(setup.routed)} tasks" in outputs[1]
+    assert "pending" in outputs[2] or "review" in outputs[2]
