@@ -110,3 +110,30 @@ def test_review_commands_explain_what_is_missing_in_one_line(curate_home) -> Non
     assert "the embedded Label Studio is not running: start it with `curate labelstudio serve" in no_server.stderr
     empty = run_cli("review", "status", "--dataset", "known", "--json")
     assert '"tasks": 0' in empty.stdout and '"human_changed_label": null' in empty.stdout
+
+
+def test_upload_opens_only_files_still_inside_the_image_root(tmp_path) -> None:  # noqa: ANN001
+    """The time-of-check gap: a file or folder swapped for a symlink after screening is refused at open time."""
+    import os
+
+    import pytest
+
+    from curate.exceptions import CurateError
+    from curate.review.push import open_inside
+
+    root, outside = tmp_path / "images", tmp_path / "secret"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "face.png").write_bytes(b"secret")
+    (root / "sub" / "face.png").write_bytes(b"face")
+    with open_inside(root / "sub" / "face.png", [root]) as fh:
+        assert fh.read() == b"face"
+    (root / "sub" / "face.png").unlink()
+    os.symlink(outside / "face.png", root / "sub" / "face.png")  # the file became a link
+    with pytest.raises(CurateError, match="not opened"):
+        open_inside(root / "sub" / "face.png", [root])
+    (root / "sub" / "face.png").unlink()
+    (root / "sub").rmdir()
+    os.symlink(outside, root / "sub")  # the folder became a link
+    with pytest.raises(CurateError, match="outside the dataset's image roots"):
+        open_inside(root / "sub" / "face.png", [root])

@@ -163,16 +163,16 @@ class ReviewServer:
             raise LabelStudioError(f"Label Studio at {self.url}: importing tasks: asked for {len(tasks)}, confirmed {len(ids)}")
         return ids
 
-    def upload(self, project: int, files: dict[str, Path]) -> dict[str, str]:
+    def upload(self, project: int, files: dict[str, Path], open_file=None) -> dict[str, str]:  # noqa: ANN001
         """Upload images without creating tasks; returns key -> URL the server serves them under.
 
         Each file is sent under the name ``<key><suffix>``, so the server's stored name (``<uuid>-<name>``)
-        maps back to its key."""
+        maps back to its key. ``open_file(path)`` lets the caller check what it actually opened."""
         handles = []
         try:
             parts = []
             for key, path in files.items():
-                fh = open(path, "rb")  # noqa: SIM115 - closed in finally
+                fh = (open_file or (lambda p: open(p, "rb")))(path)  # noqa: SIM115 - closed in finally
                 handles.append(fh)
                 parts.append((f"file_{len(parts)}", (f"{key}{path.suffix.lower()}", fh, mimetypes.guess_type(path.name)[0] or "image/png")))
             resp = self.call("uploading images", self._http.post, f"/api/projects/{project}/import", params={"commit_to_project": "false"},

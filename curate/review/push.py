@@ -84,6 +84,26 @@ def adopt_orphans(server_tasks: Iterable[Any], db, dataset_id: int, project: int
     return record_pushed(db, dataset_id, project, orphans)
 
 
+def open_inside(path: Path, roots: list[Path]):  # noqa: ANN201
+    """Open ``path`` for reading only if the file actually opened lies inside ``roots``.
+
+    Screening resolved the path earlier; between then and now a component could have been swapped
+    for a symlink. O_NOFOLLOW refuses a symlinked file, and the real path of the open descriptor
+    (/proc/self/fd, Linux) catches a symlinked folder on the way."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise CurateError(f"{path}: not opened for upload ({exc.strerror}; replaced by a link after screening?)") from None
+    try:
+        real = Path(os.readlink(f"/proc/self/fd/{fd}")) if os.path.isdir("/proc/self/fd") else Path(os.path.realpath(path))
+    except OSError:
+        real = Path(os.path.realpath(path))
+    if not any(_inside(real, r) for r in roots):
+        os.close(fd)
+        raise CurateError(f"{path}: now resolves to {real}, outside the dataset's image roots; refused")
+    return os.fdopen(fd, "rb")
+
+
 def _screen(queue: list[Routed], filepaths: dict[str, str], roots: list[Path], limit: int | None) -> tuple[list[tuple[Routed, Path]], list[dict[str, str]]]:
     """(sendable items with their real paths, refusals). Real paths, so a symlink cannot smuggle a file out."""
     sendable: list[tuple[Routed, Path]] = []
@@ -136,7 +156,7 @@ class _ImageLinks:
             else:
                 to_upload[item.uid] = real
         if to_upload:
-            urls.update(self.server.upload(self.project, to_upload))
+            urls.update(self.server.upload(self.project, to_upload, open_file=lambda p: open_inside(p, self.roots)))
         self.counts["local_files"] += len(batch) - len(to_upload)
         self.counts["upload"] += len(to_upload)
         return urls
