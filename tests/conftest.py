@@ -101,6 +101,46 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _fresh_pg_database(server_url: str) -> str:
+    """A new, empty database on the session's PostgreSQL: each test gets its own ledger, as on SQLite."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as con:
+            con.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ledger_db(request: pytest.FixtureRequest, curate_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ledger URL for a test and for every `curate` it runs (CURATE_DB_URL): SQLite in CURATE_HOME, or a
+    fresh database on a real PostgreSQL, the store the compose stack deploys. SQLite serialises writers with
+    its file lock; PostgreSQL does not, so upserts, races and timestamps get their real test only there."""
+    url = f"sqlite:///{curate_home / 'curate.db'}" if request.param == "sqlite" else _fresh_pg_database(request.getfixturevalue("postgres_url"))
+    monkeypatch.setenv("CURATE_DB_URL", url)
+    return url
+
+
+def sql_rows(url: str, query: str, **params: object) -> list[tuple]:
+    """Rows of one query, through SQLAlchemy, on whichever database the test runs (no driver-specific helpers)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as con:
+            return [tuple(row) for row in con.execute(text(query), params)]
+    finally:
+        engine.dispose()
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `curate` console script in a subprocess, as a user would."""
     exe = Path(os.sys.executable).parent / "curate"
@@ -127,14 +167,14 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2) -> bool:  
     return False
 
 
-def ingest_unfiltered(tmp_path: Path, kind: str, root: Path, name: str) -> tuple[str, Path, str]:
+def ingest_unfiltered(tmp_path: Path, kind: str, root: Path, name: str, url: str | None = None) -> tuple[str, Path, str]:
     """Ingest a tiny synthetic dataset with every face kept (synthetic faces are not what the quality net knows).
 
-    Returns (dataset name, CURATE_HOME, ledger URL)."""
+    Returns (dataset name, CURATE_HOME, ledger URL); the ledger is SQLite in that home unless ``url`` names one."""
     from curate.ingest.stage import IngestOptions, ingest
 
     home = tmp_path / "home"
-    url = f"sqlite:///{home / 'curate.db'}"
+    url = url or f"sqlite:///{home / 'curate.db'}"
     ingest(IngestOptions(kind=kind, root=root, dataset=name, workers=1, blur_max=1.0, occlusion_max=1.0), url, home)
     return name, home, url
 

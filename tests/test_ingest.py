@@ -6,7 +6,6 @@ import collections
 import itertools
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests import builders
-from tests.conftest import last_json, run_cli
+from tests.conftest import last_json, run_cli, sql_rows
 
 _names = itertools.count()
 
@@ -24,11 +23,11 @@ def _name(prefix: str) -> str:
     return f"t{os.getpid()}_{prefix}_{next(_names)}"
 
 
-def _ingest_inprocess(kind: str, root: Path, home: Path, **kw) -> dict:  # noqa: ANN003
+def _ingest_inprocess(kind: str, root: Path, home: Path, url: str | None = None, **kw) -> dict:  # noqa: ANN003
     from curate.ingest.stage import IngestOptions, ingest
 
     options = IngestOptions(kind=kind, root=root, dataset=kw.pop("dataset", _name(kind)), workers=1, **kw)
-    return ingest(options, f"sqlite:///{home / 'curate.db'}", home)
+    return ingest(options, url or _ledger(home), home)
 
 
 def _labels_by_path(dataset: str, root: Path) -> dict[str, tuple[str | None, str | None]]:
@@ -42,9 +41,12 @@ def _labels_by_path(dataset: str, root: Path) -> dict[str, tuple[str | None, str
     return out
 
 
-def _sql(home: Path, query: str) -> list[tuple]:
-    with sqlite3.connect(home / "curate.db") as db:
-        return db.execute(query).fetchall()
+def _ledger(home: Path) -> str:
+    """The ledger `curate` uses by default: SQLite in CURATE_HOME."""
+    return f"sqlite:///{home / 'curate.db'}"
+
+
+_sql = sql_rows
 
 
 @pytest.mark.parametrize(
@@ -69,9 +71,9 @@ def test_every_layout_lands_mapped_with_counts_that_add_up(tmp_path: Path, curat
     assert s["rejected"] == dict(collections.Counter(built.rejected.values()))
     assert _labels_by_path(name, built.root) == built.expected
     n_labeled = sum(1 for label, _ in built.expected.values() if label is not None)
-    assert _sql(curate_home, f"SELECT count(*) FROM samples s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'") == [(len(built.expected),)]
-    assert _sql(curate_home, "SELECT count(*) FROM label_events WHERE source = 'dataset'")[0][0] == n_labeled
-    rejected_sql = dict(_sql(curate_home, f"SELECT source_path, reason FROM ingest_rejections r JOIN datasets d ON d.id = r.dataset_id WHERE d.name = '{name}'"))
+    assert _sql(_ledger(curate_home), f"SELECT count(*) FROM samples s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'") == [(len(built.expected),)]
+    assert _sql(_ledger(curate_home), "SELECT count(*) FROM label_events WHERE source = 'dataset'")[0][0] == n_labeled
+    rejected_sql = dict(_sql(_ledger(curate_home), f"SELECT source_path, reason FROM ingest_rejections r JOIN datasets d ON d.id = r.dataset_id WHERE d.name = '{name}'"))
     assert rejected_sql == built.rejected
     if kind == "affectnet" and builder is builders.affectnet_original:
         assert s["no_emotion"] == {"none": 2, "uncertain": 2, "no-face": 2}
@@ -166,7 +168,7 @@ def test_an_unreadable_file_is_rejected_as_unreadable_even_when_tests_run_as_roo
     assert caught.value.reason == "unreadable"
 
 
-def test_bad_input_corpus_via_cli(tmp_path: Path, curate_home: Path) -> None:
+def test_bad_input_corpus_via_cli(tmp_path: Path, curate_home: Path, ledger_db: str) -> None:
     built = builders.bad_inputs(tmp_path / "bad")
     name = _name("bad")
     proc = run_cli("ingest", "folder", str(built.root), "--dataset", name, "--workers", "1", "--json")
@@ -180,7 +182,7 @@ def test_bad_input_corpus_via_cli(tmp_path: Path, curate_home: Path) -> None:
     # Re-running the same ingest adds nothing.
     again = last_json(run_cli("ingest", "folder", str(built.root), "--dataset", name, "--workers", "1", "--json"))
     assert again["new"] == 0 and again["ingested"] == s["ingested"] and again["samples_in_dataset"] == s["ingested"]
-    assert _sql(curate_home, "SELECT count(*) FROM samples")[0][0] == s["ingested"]
+    assert _sql(ledger_db, "SELECT count(*) FROM samples")[0][0] == s["ingested"]
 
 
 def test_unusable_root_is_one_line_error_exit_2(tmp_path: Path, curate_home: Path) -> None:
@@ -192,20 +194,21 @@ def test_unusable_root_is_one_line_error_exit_2(tmp_path: Path, curate_home: Pat
         assert last_json(proc)["ok"] is False
 
 
-def test_kill_dash_nine_then_resume_completes_without_duplicates(tmp_path: Path, curate_home: Path) -> None:
+def test_kill_dash_nine_then_resume_completes_without_duplicates(tmp_path: Path, curate_home: Path, ledger_db: str) -> None:
     built = builders.fer2013_folders(tmp_path / "fer", per_class=40)
     total = len(built.expected)
     name = _name("kill")
     exe = Path(os.sys.executable).parent / "curate"
     args = [str(exe), "ingest", "fer2013", str(built.root), "--dataset", name, "--workers", "1", "--write-batch", "16"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    db = curate_home / "curate.db"
+    from sqlalchemy.exc import DBAPIError
+
     written = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            written = _sql(curate_home, "SELECT count(*) FROM samples")[0][0] if db.exists() else 0
-        except sqlite3.OperationalError:
+            written = _sql(ledger_db, "SELECT count(*) FROM samples")[0][0]
+        except DBAPIError:  # no file or no tables yet, or SQLite's writer lock
             written = 0
         if written >= 32:
             break
@@ -220,14 +223,14 @@ def test_kill_dash_nine_then_resume_completes_without_duplicates(tmp_path: Path,
     ds = load_dataset(name, create=False)
     paths = ds.values("filepath")
     assert len(paths) == len(set(paths)) == total
-    assert _sql(curate_home, "SELECT count(*), count(DISTINCT uid) FROM samples") == [(total, total)]
-    assert _sql(curate_home, "SELECT count(*) FROM label_events") == [(total,)]
+    assert _sql(ledger_db, "SELECT count(*), count(DISTINCT uid) FROM samples") == [(total, total)]
+    assert _sql(ledger_db, "SELECT count(*) FROM label_events") == [(total,)]
 
 
-def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_home: Path) -> None:
+def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_home: Path, ledger_db: str) -> None:
     built = builders.fer2013_folders(tmp_path / "fer")
     name = _name("quality")
-    _ingest_inprocess("fer2013", built.root, curate_home, dataset=name)
+    _ingest_inprocess("fer2013", built.root, curate_home, ledger_db, dataset=name)
     from curate.store.fo_store import load_dataset
 
     ds = load_dataset(name, create=False)
@@ -237,10 +240,10 @@ def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_hom
     ds.reload()
     assert ds.values("blur") == blur_before  # thresholds only, no re-scoring
     assert len(ds.load_saved_view("curated")) == strict["curated"] == len(ds) - strict["removed"]["blur"]
-    assert _sql(curate_home, "SELECT count(*) FROM samples WHERE quality_rejected = 'blur'")[0][0] == strict["removed"]["blur"]
+    assert _sql(ledger_db, "SELECT count(*) FROM samples WHERE quality_rejected = 'blur'")[0][0] == strict["removed"]["blur"]
     loose = last_json(run_cli("quality", "--dataset", name, "--blur-max", "1", "--occlusion-max", "1", "--json"))
     assert loose["curated"] == len(ds) and loose["changed"] == strict["removed"]["blur"]
-    assert _sql(curate_home, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL") == [(0,)]
+    assert _sql(ledger_db, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL") == [(0,)]
 
 
 def test_quality_heals_when_the_sql_write_failed_once(tmp_path: Path, curate_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +269,7 @@ def test_quality_heals_when_the_sql_write_failed_once(tmp_path: Path, curate_hom
     ds = load_dataset(name, create=False)
     in_fiftyone = sum(1 for r in ds.values("quality_rejected") if r)
     assert len(ds) - again["curated"] == in_fiftyone > 0
-    assert _sql(curate_home, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL")[0][0] == in_fiftyone
+    assert _sql(_ledger(curate_home), "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL")[0][0] == in_fiftyone
 
 
 def test_cross_split_duplicates_are_flagged_and_listed(tmp_path: Path, curate_home: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from curate.models.calibrate import expected_calibration_error, fit_temperature, softmax
 from curate.models.oof import stratified_folds
 from tests import builders
-from tests.conftest import ingest_unfiltered
+from tests.conftest import ingest_unfiltered, sql_rows
 
 
 def test_temperature_scaling_fixes_an_overconfident_model() -> None:
@@ -105,10 +104,9 @@ def test_teacher_checkpoint_metrics_sql_and_oof_fields(tiny_dataset) -> None:  #
 
     ds = load_dataset(name, create=False)
     assert all(p is not None and len(p) == 8 for p in ds.values("prelabel_oof"))
-    with sqlite3.connect(home / "curate.db") as db:
-        runs = db.execute("SELECT kind, weights_hash FROM model_runs WHERE kind = 'teacher-train'").fetchall()
-        assert (("teacher-train", s["sha256"]) in runs)
-        assert db.execute("SELECT count(*) FROM checkpoints WHERE sha256 = ?", (s["sha256"],)).fetchone() == (1,)
+    runs = sql_rows(url, "SELECT kind, weights_hash FROM model_runs WHERE kind = 'teacher-train'")
+    assert ("teacher-train", s["sha256"]) in runs
+    assert sql_rows(url, "SELECT count(*) FROM checkpoints WHERE sha256 = :sha", sha=s["sha256"]) == [(1,)]
 
 
 def test_teacher_resumes_after_kill_dash_nine_and_matches_an_uninterrupted_run(tiny_dataset, tmp_path: Path) -> None:  # noqa: ANN001
@@ -170,20 +168,18 @@ def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset) -> None:  # 
     known = sorted(from_dataset(name, url), key=lambda r: r.uid)[:: 17]
     probs = softmax(predict(model, known, side["classes"], Preprocess.from_dict(side["preprocess"]), 8, "cpu")[0], side["temperature"])
     stored = {u: (lab, conf) for u, lab, conf in zip(*ds.values(["sample_uid", "prelabel.label", "prelabel.confidence"]))}
-    with sqlite3.connect(home / "curate.db") as db:
-        events = dict(db.execute("SELECT s.uid, e.label FROM label_events e JOIN samples s ON s.id = e.sample_id "
-                                 "WHERE e.source = 'model' AND e.model_run_id = ?", (first["model_run_id"],)).fetchall())
+    events = dict(sql_rows(url, "SELECT s.uid, e.label FROM label_events e JOIN samples s ON s.id = e.sample_id "
+                                "WHERE e.source = 'model' AND e.model_run_id = :run", run=first["model_run_id"]))
     for r, p in zip(known, probs):
         label = side["classes"][int(p.argmax())]
         assert stored[r.uid][0] == label == events[r.uid], r.uid
         assert stored[r.uid][1] == pytest.approx(float(p.max()), abs=1e-4)
     assert all(len(lg) == 8 for lg in ds.values("prelabel.logits"))
     assert len({len(e) for e in ds.values("embedding")}) == 1
-    with sqlite3.connect(home / "curate.db") as db:
-        assert db.execute("SELECT count(*) FROM label_events WHERE source = 'model' AND model_run_id = ?", (first["model_run_id"],)).fetchone() == (84,)
-        assert db.execute("SELECT count(*) FROM model_runs WHERE kind = 'prelabel'").fetchone() == (1,)
-        # Model labels never displace a dataset label in the current-label view.
-        assert db.execute("SELECT count(*) FROM current_labels WHERE source = 'model'").fetchone() == (0,)
+    assert sql_rows(url, "SELECT count(*) FROM label_events WHERE source = 'model' AND model_run_id = :run", run=first["model_run_id"]) == [(84,)]
+    assert sql_rows(url, "SELECT count(*) FROM model_runs WHERE kind = 'prelabel'") == [(1,)]
+    # Model labels never displace a dataset label in the current-label view.
+    assert sql_rows(url, "SELECT count(*) FROM current_labels WHERE source = 'model'") == [(0,)]
 
 
 def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_path: Path) -> None:

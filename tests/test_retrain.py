@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from curate.models.manifest import Row
 from curate.models.retrain import RetrainConfig, distillation_loss, retrain
 from curate.taxonomy import EMOTIONS
 from tests import builders
-from tests.conftest import ingest_unfiltered
+from tests.conftest import ingest_unfiltered, sql_rows
 
 LABELS = np.array([0] * 30 + [1] * 10 + [2] * 5)
 
@@ -93,12 +92,11 @@ def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> Non
     assert set(s["class_counts_before"]) == {"happy", "sad", "surprise", "fear", "disgust", "anger", "neutral"}
     assert len(set(s["class_counts_after"].values())) == 1  # undersampled to the rarest class
     assert Path(s["best_checkpoint"]).is_file() and Path(s["report"]).stat().st_size > 10_000
-    with sqlite3.connect(home / "curate.db") as db:
-        rows = db.execute("SELECT epoch, is_best, metrics FROM checkpoints ORDER BY epoch").fetchall()
-        assert [r[0] for r in rows] == [1, 2] and sum(r[1] for r in rows) == 1
-        metrics = json.loads(rows[0][2])
-        assert {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion_matrix"} <= set(metrics)
-        assert db.execute("SELECT status FROM model_runs WHERE kind = 'retrain'").fetchall() == [("done",)]
+    rows = sql_rows(url, "SELECT epoch, is_best, metrics FROM checkpoints ORDER BY epoch")
+    assert [r[0] for r in rows] == [1, 2] and sum(r[1] for r in rows) == 1
+    metrics = rows[0][2] if isinstance(rows[0][2], dict) else json.loads(rows[0][2])
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion_matrix"} <= set(metrics)
+    assert sql_rows(url, "SELECT status FROM model_runs WHERE kind = 'retrain'") == [("done",)]
     # The paired comparison of the two epochs runs on the same test samples through the CLI.
     from tests.conftest import last_json, run_cli
 
@@ -224,5 +222,4 @@ def test_a_kill_before_an_epoch_is_registered_is_repaired_by_resume(tmp_path: Pa
     state = next((tmp_path / "runs").glob("retrain-*/state.pt"))
     assert int(torch.load(state, weights_only=True)["epoch"]) == 2
     run_retrain(RetrainOptions(dataset=name, config=cfg, resume=state), url, home)
-    with sqlite3.connect(home / "curate.db") as db:
-        assert [r[0] for r in db.execute("SELECT epoch FROM checkpoints ORDER BY epoch").fetchall()] == [1, 2, 3]
+    assert [r[0] for r in sql_rows(url, "SELECT epoch FROM checkpoints ORDER BY epoch")] == [1, 2, 3]

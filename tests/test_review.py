@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import sqlite3
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import builders
-from tests.conftest import missing_real_part, _free_port, ingest_unfiltered, last_json, run_cli, wait_for
+from tests.conftest import missing_real_part, _free_port, ingest_unfiltered, last_json, run_cli, sql_rows, wait_for
 
 _ids = itertools.count()
 
@@ -39,9 +38,10 @@ class ReviewSetup:
         return {u for u, (_, c) in self.model.items() if c < 0.9} | self.issues
 
 
-def _review_dataset(tmp_path: Path, extra=None) -> ReviewSetup:  # noqa: ANN001
+def _review_dataset(tmp_path: Path, extra=None, url: str | None = None) -> ReviewSetup:  # noqa: ANN001
     """28 synthetic faces ingested for real, with teacher predictions and two cleanlab flags stored the way
-    `curate prelabel` and `curate errors` store them (training a teacher here would only cost time)."""
+    `curate prelabel` and `curate errors` store them (training a teacher here would only cost time).
+    The ledger is SQLite in the test's home unless ``url`` names another database."""
     from curate.models.manifest import from_dataset
     from curate.prelabel import records
     from curate.store import fo_store
@@ -50,7 +50,7 @@ def _review_dataset(tmp_path: Path, extra=None) -> ReviewSetup:  # noqa: ANN001
     built = builders.fer2013_folders(tmp_path / "images", per_class=2)
     if extra:
         extra(built.root)
-    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"rv{os.getpid()}_{next(_ids)}")
+    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"rv{os.getpid()}_{next(_ids)}", url)
     rows = sorted(from_dataset(name, url), key=lambda r: r.uid)
     n = len(rows)
     # Confidences 0.30 .. 0.975 in steps of 0.025; the model agrees with the dataset on even rows.
@@ -87,9 +87,7 @@ def _choice(label: str) -> list[dict]:
     return [{"from_name": "emotion", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
 
 
-def _sql(url: str, query: str) -> list[tuple]:
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
-        return con.execute(query).fetchall()
+_sql = sql_rows
 
 
 def _other(label: str, *avoid: str) -> str:
@@ -98,8 +96,8 @@ def _other(label: str, *avoid: str) -> str:
     return next(e for e in EMOTIONS if e != label and e not in avoid)
 
 
-def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, label_studio) -> None:  # noqa: ANN001, PLR0915
-    setup = _review_dataset(tmp_path)
+def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, label_studio, ledger_db: str) -> None:  # noqa: ANN001, PLR0915
+    setup = _review_dataset(tmp_path, url=ledger_db)
     # The server serves exactly the dataset's image root, as the README's review round does
     # (Label Studio refuses a storage equal to its document root: curate must add them below it).
     info = label_studio(setup.home, setup.root)
@@ -283,8 +281,8 @@ def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(t
     assert list(_sdk(info).projects.list()) == []
 
 
-def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
-    setup = _review_dataset(tmp_path)
+def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tmp_path: Path, label_studio, ledger_db: str) -> None:  # noqa: ANN001
+    setup = _review_dataset(tmp_path, url=ledger_db)
     info = label_studio(setup.home, setup.root)
     ls = _sdk(info)
     exe = Path(os.sys.executable).parent / "curate"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from tests import builders
-from tests.conftest import last_json, run_cli
+from tests.conftest import last_json, run_cli, sql_rows
 
 
 def _workflow(tmp_path: Path, name: str) -> Path:
@@ -21,7 +20,7 @@ def _workflow(tmp_path: Path, name: str) -> Path:
     return wf
 
 
-def test_run_resume_and_force(tmp_path: Path, curate_home: Path) -> None:
+def test_run_resume_and_force(tmp_path: Path, ledger_db: str) -> None:
     builders.fer2013_folders(tmp_path / "data", per_class=1)
     wf = _workflow(tmp_path, f"wf_{tmp_path.name[-12:]}")
     first = last_json(run_cli("run", str(wf), "--json"))
@@ -33,8 +32,7 @@ def test_run_resume_and_force(tmp_path: Path, curate_home: Path) -> None:
     assert again["resumed_stages"] == ["1:ingest", "2:quality"] and again["run_id"] != first["run_id"]
     forced = last_json(run_cli("run", str(wf), "--force", "--json"))
     assert forced["resumed_stages"] == [] and forced["stages"]["1:ingest"]["summary"]["already_present"] == 14
-    with sqlite3.connect(curate_home / "curate.db") as db:
-        assert db.execute("SELECT status FROM workflow_runs ORDER BY id").fetchall() == [("done",)] * 3
+    assert sql_rows(ledger_db, "SELECT status FROM workflow_runs ORDER BY id") == [("done",)] * 3
 
 
 def test_failed_stage_is_recorded_and_reported_in_one_line(tmp_path: Path, curate_home: Path) -> None:
@@ -42,8 +40,7 @@ def test_failed_stage_is_recorded_and_reported_in_one_line(tmp_path: Path, curat
     proc = run_cli("run", str(wf), "--json", env={"WF_DATA": str(tmp_path / "nowhere")}, check=False)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "nowhere" in errors[0] and proc.stderr.splitlines()[-1] == errors[0]
-    with sqlite3.connect(curate_home / "curate.db") as db:
-        assert db.execute("SELECT status FROM workflow_runs").fetchall() == [("failed",)]
+    assert sql_rows(f"sqlite:///{curate_home / 'curate.db'}", "SELECT status FROM workflow_runs") == [("failed",)]
 
 
 def test_unknown_stage_is_refused(tmp_path: Path, curate_home: Path) -> None:
@@ -53,7 +50,7 @@ def test_unknown_stage_is_refused(tmp_path: Path, curate_home: Path) -> None:
     assert proc.returncode == 2 and "teleport" in proc.stderr
 
 
-def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, curate_home: Path) -> None:
+def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, ledger_db: str) -> None:
     builders.fer2013_folders(tmp_path / "data", per_class=3)
     name = f"loop_{tmp_path.name[-10:]}"
     wf = tmp_path / "loop.yaml"
@@ -72,12 +69,11 @@ def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, 
     assert [s["status"] for s in stages.values()] == ["done"] * 5
     assert stages["4:prelabel"]["summary"]["samples"] == 42
     assert stages["5:retrain"]["summary"]["distill"] is True and Path(stages["5:retrain"]["summary"]["best_checkpoint"]).is_file()
-    with sqlite3.connect(curate_home / "curate.db") as db:
-        kinds = dict(db.execute("SELECT kind, count(*) FROM model_runs GROUP BY kind").fetchall())
+    kinds = dict(sql_rows(ledger_db, "SELECT kind, count(*) FROM model_runs GROUP BY kind"))
     assert kinds == {"teacher-train": 1, "prelabel": 1, "retrain": 1}
 
 
-def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_root_starts_over(tmp_path: Path, curate_home: Path) -> None:
+def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_root_starts_over(tmp_path: Path, ledger_db: str) -> None:
     """Stage 2 fails, its cause is fixed (outside the YAML), the re-run resumes after stage 1 only;
     the same YAML pointed at another root by ${VAR} re-runs stage 1 instead of trusting the old one."""
     builders.fer2013_folders(tmp_path / "data", per_class=1)
@@ -99,5 +95,4 @@ def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_roo
     elsewhere = last_json(run_cli("run", str(wf), "--json", env={"WF_DATA": str(tmp_path / "other")}))
     assert elsewhere["resumed_stages"] == []
     assert elsewhere["stages"]["1:ingest"]["summary"]["seen"] == 28  # the other root was really read
-    with sqlite3.connect(curate_home / "curate.db") as db:
-        assert db.execute("SELECT status FROM workflow_runs ORDER BY id").fetchall() == [("failed",), ("done",), ("done",)]
+    assert sql_rows(ledger_db, "SELECT status FROM workflow_runs ORDER BY id") == [("failed",), ("done",), ("done",)]
