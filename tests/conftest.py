@@ -167,6 +167,18 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2) -> bool:  
     return False
 
 
+def read_app_banner(proc: subprocess.Popen, timeout: float = 120) -> str:
+    """What `curate app` prints up to its "Ctrl-C to stop" line (or until it exits): the URLs a user is shown."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "Ctrl-C to stop" in line or not line:
+            break
+    return "".join(lines)
+
+
 def ingest_unfiltered(tmp_path: Path, kind: str, root: Path, name: str, url: str | None = None) -> tuple[str, Path, str]:
     """Ingest a tiny synthetic dataset with every face kept (synthetic faces are not what the quality net knows).
 

@@ -11,7 +11,7 @@ import pytest
 from curate.errors.analysis import cluster_errors, label_issues
 from curate.taxonomy import EMOTIONS
 from tests import builders
-from tests.conftest import missing_real_part, ingest_unfiltered
+from tests.conftest import missing_real_part, ingest_unfiltered, read_app_banner
 
 
 def test_flipped_labels_are_found() -> None:
@@ -87,7 +87,6 @@ def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path, view_s
     import signal
     import socket
     import subprocess
-    import time
     import urllib.request
 
     from tests.conftest import _free_port
@@ -97,14 +96,7 @@ def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path, view_s
     proc = subprocess.Popen([str(exe), "app", "--dataset", name, "--port", str(port), "--view", "errors-fear-as-surprise"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "CURATE_HOME": str(home)})
     try:
-        lines = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C to stop" in line or not line:
-                break
-        out = "".join(lines)
+        out = read_app_banner(proc, timeout=90)
         assert f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise" in out, out
         url = f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise"
         with urllib.request.urlopen(url, timeout=30) as resp:

@@ -151,7 +151,7 @@ def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset) -> None:  # 
 
     name, home, url = tiny_dataset
     teacher = _teacher(name, home, url, seed=1)
-    first = prelabel(name, url, Path(teacher["checkpoint"]), batch_size=32, device="cpu", workers=0)
+    first = prelabel(name, url, Path(teacher["checkpoint"]), batch_size=32, device="cpu", workers=0, chunk_size=20)  # 84 = 4 x 20 + 4
     second = prelabel(name, url, None, batch_size=32, device="cpu", workers=0)  # newest registered teacher = same one
     assert first["samples"] == second["samples"] == 84 and second["reused_run"] and second["model_run_id"] == first["model_run_id"]
     ds = load_dataset(name, create=False)
@@ -211,7 +211,10 @@ def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_pat
     ckpt = Path(trained["checkpoint"])
     assert trained["members"] == 2 and trained["oof"]["samples"] == 56 and ckpt.is_file()
     imported = last_json(run_cli("teacher", "import", str(ckpt), "--dataset", name, "--json", env=env))
-    assert imported["oof_samples_stored"] == 56 and imported["sha256"] == trained["sha256"]
+    assert imported["oof_samples_stored"] == 56 and imported["sha256"] == trained["sha256"] and imported["registered_before"] is False
+    again = last_json(run_cli("teacher", "import", str(ckpt), "--dataset", name, "--json", env=env))  # the same file twice: no new rows
+    assert again["registered_before"] is True and again["model_run_id"] == imported["model_run_id"]
+    assert sql_rows(url, "SELECT count(*) FROM checkpoints WHERE sha256 = :sha", sha=trained["sha256"]) == [(1,)]
     pre = last_json(run_cli("prelabel", "--dataset", name, "--json", env=env))  # newest registered teacher = the imported one
     assert pre["checkpoint"] == str(ckpt) and pre["samples"] == 56
     from curate.store.fo_store import load_dataset

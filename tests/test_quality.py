@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from curate.quality.degrade import OCCLUDER_KINDS, gaussian_blur, occlude
-from curate.quality.duplicates import find_duplicates, near_pairs
+from curate.quality.duplicates import _union_find, find_duplicates, near_links, near_pairs
 from curate.quality.scores import quality_reasons
 from tests import builders
 
@@ -77,6 +77,20 @@ def test_near_pairs_matches_brute_force() -> None:
         brute = {(i, j) for i, j in itertools.combinations(range(len(hashes)), 2) if bin(int(hashes[i] ^ hashes[j])).count("1") <= d}
         assert fast == brute, d
     assert len(near_pairs(hashes, 1)) >= 40
+
+
+def test_near_links_join_the_same_groups_as_all_pairs_in_linear_rows() -> None:
+    """Large runs of one hash (copies, blank frames) must not cost m^2 / 2 pairs: links are chained."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**63, 200, dtype=np.int64).astype(np.uint64)
+    near = base[:30] ^ (np.uint64(1) << rng.integers(0, 64, 30).astype(np.uint64))
+    blank = np.full(600, base[5])  # one value 600 times (180k pairs), one bit from near[5]
+    hashes = rng.permutation(np.concatenate([base, near, blank]))
+    for d in (0, 2):
+        pairs, links = near_pairs(hashes, d), near_links(hashes, d)
+        groups = lambda p: {frozenset(np.flatnonzero(r == r[i]).tolist()) for r in [_union_find(len(hashes), p)] for i in np.unique(p)}  # noqa: E731
+        assert groups(links) == groups(pairs), d
+        assert len(links) < len(hashes) <= len(pairs) / 100, (d, len(links), len(pairs))
 
 
 def test_find_duplicates_keeps_train_copy_and_flags_leakage() -> None:

@@ -59,7 +59,8 @@ def _review_dataset(tmp_path: Path, extra=None, url: str | None = None) -> Revie
     digest = "cd" * 32
     run_id, _ = records.prelabel_run(url, name, "resnet50", digest, {})
     rng = np.random.default_rng(0)
-    records.store_prelabels(url, name, run_id, digest, [r.uid for r in rows], model, conf, rng.normal(size=(n, 8)), rng.normal(size=(n, 4)), {})
+    records.store_prelabels(url, name, run_id, digest, [r.uid for r in rows], model, conf, rng.normal(size=(n, 8)), rng.normal(size=(n, 4)))
+    records.finish_prelabel_run(url, run_id, {})
     issues = {rows[-1].uid, rows[-2].uid}  # confident rows: routed only because cleanlab flags them
     ds = fo_store.load_dataset(name, create=False)
     ds.set_values("label_issue", {r.uid: r.uid in issues for r in rows}, key_field="sample_uid")

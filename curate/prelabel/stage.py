@@ -31,8 +31,13 @@ def latest_teacher(url: str, dataset: str) -> Path:
     raise CurateError(f"dataset {dataset!r}: no teacher checkpoint; run `curate teacher train` or pass --checkpoint")
 
 
+CHUNK_SIZE = 8192  # faces per predict-and-store round: 8192 x 1280 float32 embeddings = 42 MB, whatever the dataset size
+
+
 def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, device: str, workers: int,
-             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[int], None] | None = None, chunk_size: int = CHUNK_SIZE) -> dict[str, Any]:
+    """Pre-label in chunks: inference, FiftyOne and SQL writes per chunk, so memory does not grow with the
+    dataset (all embeddings of AffectNet at once would be ~2 GB, plus the copies the writes make)."""
     from curate.models.calibrate import softmax
     from curate.models.checkpoint import load_checkpoint
     from curate.models.infer import predict, resolve_device
@@ -46,15 +51,24 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
     rows = from_dataset(dataset, url, curated_only=True)
     run_id, created = records.prelabel_run(url, dataset, sidecar["arch"], sidecar["sha256"],
                                            {"checkpoint": str(ckpt), "batch_size": batch_size, "device": str(resolve_device(device))})
+    pp = Preprocess.from_dict(sidecar["preprocess"])
     t0 = time.perf_counter()
-    logits, embeddings = predict(model, rows, classes, Preprocess.from_dict(sidecar["preprocess"]), batch_size, device, workers, progress)
+    labels: list[str] = []
+    confidences = np.zeros(len(rows), np.float32)
+    for start in range(0, len(rows), chunk_size):  # predict, store, forget: no array of every embedding is ever held
+        chunk = rows[start:start + chunk_size]
+        logits, embeddings = predict(model, chunk, classes, pp, batch_size, device, workers, progress)
+        probs = softmax(logits, temperature)
+        chunk_labels = [classes[i] for i in probs.argmax(1)]
+        confidences[start:start + len(chunk)] = probs.max(1)
+        records.store_prelabels(url, dataset, run_id, sidecar["sha256"], [r.uid for r in chunk], chunk_labels,
+                                confidences[start:start + len(chunk)], logits, embeddings)
+        labels.extend(chunk_labels)
+        del logits, embeddings, probs
     seconds = time.perf_counter() - t0
-    probs = softmax(logits, temperature)
-    labels = [classes[i] for i in probs.argmax(1)]
-    confidences = probs.max(1)
     counts = {"samples": len(rows), "labeled": sum(1 for r in rows if r.label), "images_per_s": len(rows) / seconds if seconds else 0.0,
               "below_0.9": int((confidences < 0.9).sum())}
-    records.store_prelabels(url, dataset, run_id, sidecar["sha256"], [r.uid for r in rows], labels, confidences, logits, embeddings, counts)
+    records.finish_prelabel_run(url, run_id, counts)
     agree = [r.label == p for r, p in zip(rows, labels) if r.label]
     return {
         "dataset": dataset, "checkpoint": str(ckpt), "model_run_id": run_id, "reused_run": not created, "samples": len(rows),

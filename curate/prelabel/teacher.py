@@ -251,13 +251,14 @@ def import_teacher(checkpoint: Path, dataset: str, url: str, label_snapshot_id: 
         raise CurateError(f"{checkpoint}: not a curate teacher checkpoint (sidecar kind {side.get('kind')!r})")
     snapshot = label_snapshot_id or side.get("label_snapshot_id") or records.label_snapshot_id(url)
     side = {**side, "dataset": dataset, "label_snapshot_id": snapshot}
-    run_id = records.register_teacher(url, dataset, checkpoint, digest, side)
+    run_id, created = records.register_teacher(url, dataset, checkpoint, digest, side)
     stored = 0
     oof = checkpoint.with_suffix(".oof.npz")
     if oof.is_file():
         data = np.load(oof)
         stored = records.store_oof(dataset, data["uids"].tolist(), data["probs"], data["folds"])
-    return {"dataset": dataset, "checkpoint": str(checkpoint), "sha256": digest, "model_run_id": run_id, "oof_samples_stored": stored}
+    return {"dataset": dataset, "checkpoint": str(checkpoint), "sha256": digest, "model_run_id": run_id, "registered_before": not created,
+            "oof_samples_stored": stored}
 
 
 def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None,
