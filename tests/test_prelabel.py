@@ -145,13 +145,18 @@ def test_teacher_resumes_after_kill_dash_nine_and_matches_an_uninterrupted_run(t
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), "resumed teacher differs from an uninterrupted run"
 
 
-def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset) -> None:  # noqa: ANN001
+def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from curate.models import infer
     from curate.prelabel.stage import prelabel
     from curate.store.fo_store import load_dataset
 
     name, home, url = tiny_dataset
     teacher = _teacher(name, home, url, seed=1)
+    real_predict, seen = infer.predict, []
+    monkeypatch.setattr(infer, "predict", lambda model, rows, *a, **k: (seen.append(len(rows)), real_predict(model, rows, *a, **k))[1])
     first = prelabel(name, url, Path(teacher["checkpoint"]), batch_size=32, device="cpu", workers=0, chunk_size=20)  # 84 = 4 x 20 + 4
+    assert seen == [20, 20, 20, 20, 4], "memory stays flat: never more than one chunk of faces (and embeddings) at once"
+    monkeypatch.setattr(infer, "predict", real_predict)
     second = prelabel(name, url, None, batch_size=32, device="cpu", workers=0)  # newest registered teacher = same one
     assert first["samples"] == second["samples"] == 84 and second["reused_run"] and second["model_run_id"] == first["model_run_id"]
     ds = load_dataset(name, create=False)
