@@ -155,6 +155,8 @@ def train_teacher(args: argparse.Namespace) -> None:
 
 
 def assemble_teacher(kind: str, train: list, folds: np.ndarray, args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from curate.models.calibrate import softmax
     from curate.models.checkpoint import load_checkpoint, save_checkpoint
     from curate.models.ensemble import Ensemble
@@ -166,8 +168,6 @@ def assemble_teacher(kind: str, train: list, folds: np.ndarray, args: argparse.N
         model, side = load_checkpoint(run_dir(kind, "teacher") / f"fold-{f}" / "best.safetensors")
         members.append(model)
         sides.append(side)
-    from dataclasses import replace
-
     pp = replace(Preprocess.from_dict(sides[0]["preprocess"]), tta_flip=not args.teacher_no_tta)
     oof = np.zeros((len(train), len(sides[0]["classes"])), np.float32)
     for f, model in enumerate(members):

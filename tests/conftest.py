@@ -101,31 +101,42 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _pg_admin(server_url: str, statement: str) -> None:
+    """One statement outside a transaction (CREATE/DROP DATABASE refuse to run inside one)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as con:
+            con.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
 def _fresh_pg_database(server_url: str) -> str:
     """A new, empty database on the session's PostgreSQL: each test gets its own ledger, as on SQLite."""
     import uuid
 
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"t_{uuid.uuid4().hex[:16]}"
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as con:
-            con.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
+    _pg_admin(server_url, f'CREATE DATABASE "{name}"')
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def ledger_db(request: pytest.FixtureRequest, curate_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def ledger_db(request: pytest.FixtureRequest, curate_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The ledger URL for a test and for every `curate` it runs (CURATE_DB_URL): SQLite in CURATE_HOME, or a
     fresh database on a real PostgreSQL, the store the compose stack deploys. SQLite serialises writers with
     its file lock; PostgreSQL does not, so upserts, races and timestamps get their real test only there."""
-    url = f"sqlite:///{curate_home / 'curate.db'}" if request.param == "sqlite" else _fresh_pg_database(request.getfixturevalue("postgres_url"))
+    server = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    url = _fresh_pg_database(server) if server else f"sqlite:///{curate_home / 'curate.db'}"
     monkeypatch.setenv("CURATE_DB_URL", url)
-    return url
+    yield url
+    if server:  # CURATE_TEST_PG_URL may name a server that outlives the session: leave nothing behind
+        from sqlalchemy.engine import make_url
+
+        _pg_admin(server, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def sql_rows(url: str, query: str, **params: object) -> list[tuple]:

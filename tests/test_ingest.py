@@ -46,9 +46,6 @@ def _ledger(home: Path) -> str:
     return f"sqlite:///{home / 'curate.db'}"
 
 
-_sql = sql_rows
-
-
 @pytest.mark.parametrize(
     "kind,builder",
     [
@@ -71,9 +68,9 @@ def test_every_layout_lands_mapped_with_counts_that_add_up(tmp_path: Path, curat
     assert s["rejected"] == dict(collections.Counter(built.rejected.values()))
     assert _labels_by_path(name, built.root) == built.expected
     n_labeled = sum(1 for label, _ in built.expected.values() if label is not None)
-    assert _sql(_ledger(curate_home), f"SELECT count(*) FROM samples s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'") == [(len(built.expected),)]
-    assert _sql(_ledger(curate_home), "SELECT count(*) FROM label_events WHERE source = 'dataset'")[0][0] == n_labeled
-    rejected_sql = dict(_sql(_ledger(curate_home), f"SELECT source_path, reason FROM ingest_rejections r JOIN datasets d ON d.id = r.dataset_id WHERE d.name = '{name}'"))
+    assert sql_rows(_ledger(curate_home), f"SELECT count(*) FROM samples s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'") == [(len(built.expected),)]
+    assert sql_rows(_ledger(curate_home), "SELECT count(*) FROM label_events WHERE source = 'dataset'")[0][0] == n_labeled
+    rejected_sql = dict(sql_rows(_ledger(curate_home), f"SELECT source_path, reason FROM ingest_rejections r JOIN datasets d ON d.id = r.dataset_id WHERE d.name = '{name}'"))
     assert rejected_sql == built.rejected
     if kind == "affectnet" and builder is builders.affectnet_original:
         assert s["no_emotion"] == {"none": 2, "uncertain": 2, "no-face": 2}
@@ -182,7 +179,7 @@ def test_bad_input_corpus_via_cli(tmp_path: Path, curate_home: Path, ledger_db: 
     # Re-running the same ingest adds nothing.
     again = last_json(run_cli("ingest", "folder", str(built.root), "--dataset", name, "--workers", "1", "--json"))
     assert again["new"] == 0 and again["ingested"] == s["ingested"] and again["samples_in_dataset"] == s["ingested"]
-    assert _sql(ledger_db, "SELECT count(*) FROM samples")[0][0] == s["ingested"]
+    assert sql_rows(ledger_db, "SELECT count(*) FROM samples")[0][0] == s["ingested"]
 
 
 def test_unusable_root_is_one_line_error_exit_2(tmp_path: Path, curate_home: Path) -> None:
@@ -207,7 +204,7 @@ def test_kill_dash_nine_then_resume_completes_without_duplicates(tmp_path: Path,
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            written = _sql(ledger_db, "SELECT count(*) FROM samples")[0][0]
+            written = sql_rows(ledger_db, "SELECT count(*) FROM samples")[0][0]
         except DBAPIError:  # no file or no tables yet, or SQLite's writer lock
             written = 0
         if written >= 32:
@@ -223,8 +220,8 @@ def test_kill_dash_nine_then_resume_completes_without_duplicates(tmp_path: Path,
     ds = load_dataset(name, create=False)
     paths = ds.values("filepath")
     assert len(paths) == len(set(paths)) == total
-    assert _sql(ledger_db, "SELECT count(*), count(DISTINCT uid) FROM samples") == [(total, total)]
-    assert _sql(ledger_db, "SELECT count(*) FROM label_events") == [(total,)]
+    assert sql_rows(ledger_db, "SELECT count(*), count(DISTINCT uid) FROM samples") == [(total, total)]
+    assert sql_rows(ledger_db, "SELECT count(*) FROM label_events") == [(total,)]
 
 
 def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_home: Path, ledger_db: str) -> None:
@@ -240,10 +237,10 @@ def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_hom
     ds.reload()
     assert ds.values("blur") == blur_before  # thresholds only, no re-scoring
     assert len(ds.load_saved_view("curated")) == strict["curated"] == len(ds) - strict["removed"]["blur"]
-    assert _sql(ledger_db, "SELECT count(*) FROM samples WHERE quality_rejected = 'blur'")[0][0] == strict["removed"]["blur"]
+    assert sql_rows(ledger_db, "SELECT count(*) FROM samples WHERE quality_rejected = 'blur'")[0][0] == strict["removed"]["blur"]
     loose = last_json(run_cli("quality", "--dataset", name, "--blur-max", "1", "--occlusion-max", "1", "--json"))
     assert loose["curated"] == len(ds) and loose["changed"] == strict["removed"]["blur"]
-    assert _sql(ledger_db, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL") == [(0,)]
+    assert sql_rows(ledger_db, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL") == [(0,)]
 
 
 def test_quality_heals_when_the_sql_write_failed_once(tmp_path: Path, curate_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -269,7 +266,7 @@ def test_quality_heals_when_the_sql_write_failed_once(tmp_path: Path, curate_hom
     ds = load_dataset(name, create=False)
     in_fiftyone = sum(1 for r in ds.values("quality_rejected") if r)
     assert len(ds) - again["curated"] == in_fiftyone > 0
-    assert _sql(_ledger(curate_home), "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL")[0][0] == in_fiftyone
+    assert sql_rows(_ledger(curate_home), "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL")[0][0] == in_fiftyone
 
 
 def test_cross_split_duplicates_are_flagged_and_listed(tmp_path: Path, curate_home: Path) -> None:

@@ -153,10 +153,15 @@ def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset, monkeypatch:
     name, home, url = tiny_dataset
     teacher = _teacher(name, home, url, seed=1)
     real_predict, seen = infer.predict, []
-    monkeypatch.setattr(infer, "predict", lambda model, rows, *a, **k: (seen.append(len(rows)), real_predict(model, rows, *a, **k))[1])
+
+    def counting_predict(model, rows, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(len(rows))
+        return real_predict(model, rows, *args, **kwargs)
+
+    monkeypatch.setattr(infer, "predict", counting_predict)
     first = prelabel(name, url, Path(teacher["checkpoint"]), batch_size=32, device="cpu", workers=0, chunk_size=20)  # 84 = 4 x 20 + 4
     assert seen == [20, 20, 20, 20, 4], "memory stays flat: never more than one chunk of faces (and embeddings) at once"
-    monkeypatch.setattr(infer, "predict", real_predict)
+    monkeypatch.undo()
     second = prelabel(name, url, None, batch_size=32, device="cpu", workers=0)  # newest registered teacher = same one
     assert first["samples"] == second["samples"] == 84 and second["reused_run"] and second["model_run_id"] == first["model_run_id"]
     ds = load_dataset(name, create=False)

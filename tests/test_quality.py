@@ -86,9 +86,13 @@ def test_near_links_join_the_same_groups_as_all_pairs_in_linear_rows() -> None:
     near = base[:30] ^ (np.uint64(1) << rng.integers(0, 64, 30).astype(np.uint64))
     blank = np.full(600, base[5])  # one value 600 times (180k pairs), one bit from near[5]
     hashes = rng.permutation(np.concatenate([base, near, blank]))
+
+    def groups(pairs: np.ndarray) -> set[frozenset[int]]:
+        roots = _union_find(len(hashes), pairs)
+        return {frozenset(np.flatnonzero(roots == roots[i]).tolist()) for i in np.unique(pairs)}
+
     for d in (0, 2):
         pairs, links = near_pairs(hashes, d), near_links(hashes, d)
-        groups = lambda p: {frozenset(np.flatnonzero(r == r[i]).tolist()) for r in [_union_find(len(hashes), p)] for i in np.unique(p)}  # noqa: E731
         assert groups(links) == groups(pairs), d
         assert len(links) < len(hashes) <= len(pairs) / 100, (d, len(links), len(pairs))
 

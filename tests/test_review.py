@@ -88,8 +88,6 @@ def _choice(label: str) -> list[dict]:
     return [{"from_name": "emotion", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
 
 
-_sql = sql_rows
-
 
 def _other(label: str, *avoid: str) -> str:
     from curate.taxonomy import EMOTIONS
@@ -128,7 +126,7 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
         assert prediction.model_version == "resnet50@cdcdcdcdcdcd"
         image = httpx.get(info["url"] + task.data["image"], headers={"Authorization": f"Token {info['token']}"})
         assert image.status_code == 200 and image.content == Path(setup.paths[uid]).read_bytes()
-    assert sorted(_sql(setup.url, "SELECT ls_task_id FROM review_tasks WHERE state='pending'")) == sorted((t.id,) for t in tasks)
+    assert sorted(sql_rows(setup.url, "SELECT ls_task_id FROM review_tasks WHERE state='pending'")) == sorted((t.id,) for t in tasks)
 
     rest = last_json(cli("review", "push", "--dataset", setup.name, "--json"))
     again = last_json(cli("review", "push", "--dataset", setup.name, "--json"))
@@ -154,7 +152,7 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
 
     pulled = last_json(cli("review", "pull", "--dataset", setup.name, "--json"))
     assert (pulled["changed"], pulled["done"], pulled["skipped"], pulled["conflict"], pulled["new_human_labels"]) == (5, 3, 1, 1, 3)
-    events = {uid: row for uid, *row in _sql(setup.url, """
+    events = {uid: row for uid, *row in sql_rows(setup.url, """
         SELECT s.uid, e.label, e.actor, e.previous_label, e.ls_task_id, e.ls_annotation_id, e.ls_project_id
         FROM label_events e JOIN samples s ON s.id = e.sample_id WHERE e.source = 'human'""")}
     assert set(events) == {accept, change, majority}
@@ -162,9 +160,9 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
     assert events[change][:2] == [changed_to, "admin@curate.local"] and events[change][2] == setup.labels[change]
     assert events[majority][:2] == ["surprise", "bob@curate.test,carol@curate.test"]
     assert all(e[5] == project and e[4] for e in events.values()), "Label Studio project and annotation ids are recorded"
-    states = dict(_sql(setup.url, "SELECT s.uid, t.state FROM review_tasks t JOIN samples s ON s.id = t.sample_id"))
+    states = dict(sql_rows(setup.url, "SELECT s.uid, t.state FROM review_tasks t JOIN samples s ON s.id = t.sample_id"))
     assert (states[accept], states[skip], states[tie]) == ("done", "skipped", "pending")
-    current = dict(_sql(setup.url, "SELECT s.uid, c.label FROM current_labels c JOIN samples s ON s.id = c.sample_id WHERE c.source='human'"))
+    current = dict(sql_rows(setup.url, "SELECT s.uid, c.label FROM current_labels c JOIN samples s ON s.id = c.sample_id WHERE c.source='human'"))
     assert current == {accept: setup.model[accept][0], change: changed_to, majority: "surprise"}
 
     from curate.store import fo_store
@@ -179,17 +177,17 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
     assert set(ds.load_saved_view("relabeled").values("sample_uid")) == {u for u, label in decided.items() if label != setup.labels[u]}
 
     # Pulling again changes nothing; an edited annotation becomes a new event and keeps the old one.
-    before = _sql(setup.url, "SELECT COUNT(*) FROM label_events")[0][0]
+    before = sql_rows(setup.url, "SELECT COUNT(*) FROM label_events")[0][0]
     assert pulled["incremental_since"] is None and pulled["listed"] == len(setup.routed), "the first pull lists everything"
     quiet = last_json(cli("review", "pull", "--dataset", setup.name, "--json"))
     assert quiet["changed"] == 0 and quiet["incremental_since"] and quiet["listed"] < len(setup.routed), "later pulls list only recent tasks"
-    assert _sql(setup.url, "SELECT COUNT(*) FROM label_events")[0][0] == before
+    assert sql_rows(setup.url, "SELECT COUNT(*) FROM label_events")[0][0] == before
     edited_to = _other(changed_to, setup.labels[change])
     annotation = ls.tasks.get(id=by_uid[change].id).annotations[0]
     ls.annotations.update(id=annotation["id"], result=_choice(edited_to))
     edit = last_json(cli("review", "pull", "--dataset", setup.name, "--json"))
     assert (edit["changed"], edit["new_human_labels"]) == (1, 1)
-    history = _sql(setup.url, f"""SELECT e.label, e.previous_label FROM label_events e JOIN samples s ON s.id = e.sample_id
+    history = sql_rows(setup.url, f"""SELECT e.label, e.previous_label FROM label_events e JOIN samples s ON s.id = e.sample_id
                                   WHERE s.uid = '{change}' AND e.source = 'human' ORDER BY e.id""")
     assert history == [(changed_to, setup.labels[change]), (edited_to, changed_to)]
     ds.reload()
@@ -201,7 +199,7 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
     assert last_json(cli("review", "pull", "--dataset", setup.name, "--json"))["deleted_on_server"] == 0
     full = last_json(cli("review", "pull", "--dataset", setup.name, "--full", "--json"))
     assert (full["listed"], full["deleted_on_server"], full["changed"]) == (len(setup.routed) - 1, 1, 0)
-    assert _sql(setup.url, f"SELECT t.state FROM review_tasks t JOIN samples s ON s.id = t.sample_id WHERE s.uid = '{untouched}'") == [("cancelled",)]
+    assert sql_rows(setup.url, f"SELECT t.state FROM review_tasks t JOIN samples s ON s.id = t.sample_id WHERE s.uid = '{untouched}'") == [("cancelled",)]
 
     status = last_json(cli("review", "status", "--dataset", setup.name, "--json"))
     assert (status["tasks"], status["done"], status["skipped"], status["conflict"], status["cancelled"]) == (len(setup.routed), 3, 1, 1, 1)
@@ -256,7 +254,7 @@ def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refus
     ls.annotations.create(id=tasks[0].id, result=_choice("contempt"))
     pulled = last_json(run_cli("review", "pull", "--dataset", setup.name, "--json", env=env))
     assert pulled["new_human_labels"] == 1
-    assert _sql(setup.url, "SELECT label, actor FROM label_events WHERE source='human'") == [("contempt", "admin@curate.local")]
+    assert sql_rows(setup.url, "SELECT label, actor FROM label_events WHERE source='human'") == [("contempt", "admin@curate.local")]
     for text in (pushed.stdout, pushed.stderr):
         assert info["token"] not in text
 
@@ -278,7 +276,7 @@ def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(t
     assert half.returncode == 2 and "LABEL_STUDIO_API_KEY is not set" in half.stderr
     for proc in (bad, gone, half):
         assert wrong not in proc.stdout + proc.stderr and info["token"] not in proc.stdout + proc.stderr
-    assert _sql(setup.url, "SELECT COUNT(*) FROM review_tasks") == [(0,)]
+    assert sql_rows(setup.url, "SELECT COUNT(*) FROM review_tasks") == [(0,)]
     assert list(_sdk(info).projects.list()) == []
 
 
@@ -301,7 +299,7 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
     on_server = {t.data["sample_id"] for t in _tasks(ls, project)}
     assert 3 <= len(on_server) < len(setup.routed), f"kill landed at {len(on_server)}/{len(setup.routed)}: not mid-way"
     # The window a kill can hit: a task the server confirmed but the ledger never recorded.
-    recorded = {u for (u,) in _sql(setup.url, "SELECT s.uid FROM review_tasks t JOIN samples s ON s.id = t.sample_id")}
+    recorded = {u for (u,) in sql_rows(setup.url, "SELECT s.uid FROM review_tasks t JOIN samples s ON s.id = t.sample_id")}
     orphan = sorted(setup.routed - on_server)[0]
     ls.projects.import_tasks(id=project, request=[{"data": {"image": "/data/local-files/?d=x.png", "sample_id": orphan, "reason": "low_confidence"}}])
 
@@ -309,7 +307,7 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
     assert resumed["adopted_from_interrupted_push"] == len(on_server - recorded) + 1
     tasks = _tasks(ls, project)
     assert sorted(t.data["sample_id"] for t in tasks) == sorted(setup.routed), "nothing lost, nothing twice"
-    assert _sql(setup.url, "SELECT COUNT(*), COUNT(DISTINCT sample_id), COUNT(DISTINCT ls_task_id) FROM review_tasks") == [(len(tasks),) * 3]
+    assert sql_rows(setup.url, "SELECT COUNT(*), COUNT(DISTINCT sample_id), COUNT(DISTINCT ls_task_id) FROM review_tasks") == [(len(tasks),) * 3]
 
     # Reviews happen, then the server restarts before anyone pulls.
     for task in tasks[:4]:
@@ -323,8 +321,8 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [r.communicate(timeout=300) for r in racers]
     assert [r.returncode for r in racers] == [0, 0], results
-    assert _sql(setup.url, "SELECT COUNT(*), COUNT(DISTINCT sample_id) FROM label_events WHERE source='human'") == [(4, 4)]
-    assert _sql(setup.url, "SELECT COUNT(*) FROM review_tasks WHERE state='done'") == [(4,)]
+    assert sql_rows(setup.url, "SELECT COUNT(*), COUNT(DISTINCT sample_id) FROM label_events WHERE source='human'") == [(4, 4)]
+    assert sql_rows(setup.url, "SELECT COUNT(*) FROM review_tasks WHERE state='done'") == [(4,)]
 
 
 def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
@@ -382,7 +380,7 @@ def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_pat
     assert f"Model: {model_label} ({100 * confidence:.0f} %)" in header
     # What the reviewer submitted in the UI reaches the ledger.
     assert last_json(run_cli("review", "pull", "--dataset", setup.name, "--json", env=setup.env))["new_human_labels"] == 1
-    assert _sql(setup.url, "SELECT s.uid, e.label, e.actor, e.previous_label FROM label_events e JOIN samples s ON s.id = e.sample_id "
+    assert sql_rows(setup.url, "SELECT s.uid, e.label, e.actor, e.previous_label FROM label_events e JOIN samples s ON s.id = e.sample_id "
                            "WHERE e.source = 'human'") == [(uid, chosen, creds["username"], setup.labels[uid])]
 
 

@@ -52,21 +52,25 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
     return np.unique(np.concatenate(found), axis=0)
 
 
+def _chain_equal(keys: np.ndarray) -> np.ndarray:
+    """Pairs (i, j) that chain every run of equal keys (i-j, j-k): n - 1 rows at most, not m^2 / 2 per run."""
+    order = np.argsort(keys, kind="stable")
+    same = keys[order][1:] == keys[order][:-1]
+    return np.stack([order[:-1][same], order[1:][same]], 1).astype(np.int64)
+
+
 def near_links(hashes: np.ndarray, max_distance: int) -> np.ndarray:
     """Pairs that join the same groups as ``near_pairs`` with at most n - 1 + (pairs of distinct values) rows.
 
-    Equal hashes are chained (i-j, j-k) instead of paired all-to-all, and distinct values within the
-    radius are linked through one member each. Real datasets hold large runs of one hash (exact copies,
-    blank or uniform frames hash alike): all pairs of a run of m would cost m^2 / 2 rows of memory."""
+    Equal hashes are chained instead of paired all-to-all, and distinct values within the radius are
+    linked through one member each. Real datasets hold large runs of one hash (exact copies, blank or
+    uniform frames hash alike): all pairs of a run of m would cost m^2 / 2 rows of memory."""
     h = np.asarray(hashes, dtype=np.uint64)
     if len(h) < 2 or max_distance < 0:
         return np.empty((0, 2), np.int64)
     values, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    same = inverse[order][1:] == inverse[order][:-1]
-    chained = np.stack([order[:-1][same], order[1:][same]], 1)
-    across = first[near_pairs(values, max_distance)]
-    return np.concatenate([chained, across.reshape(-1, 2)]).astype(np.int64)
+    across = first[near_pairs(values, max_distance)].reshape(-1, 2)
+    return np.concatenate([_chain_equal(inverse), across]).astype(np.int64)
 
 
 def _union_find(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -101,11 +105,7 @@ def find_duplicates(
     if n == 0:
         return {}
     _, exact_ids = np.unique(np.asarray(content_hashes), return_inverse=True)
-    order = np.argsort(exact_ids, kind="stable")
-    same = exact_ids[order][1:] == exact_ids[order][:-1]
-    exact = np.stack([order[:-1][same], order[1:][same]], 1) if same.any() else np.empty((0, 2), np.int64)
-    near = near_links(np.array([int(p) for p in phashes], dtype=np.uint64), max_distance) if max_distance >= 0 else np.empty((0, 2), np.int64)
-    pairs = np.concatenate([exact, near]) if len(near) else exact
+    pairs = np.concatenate([_chain_equal(exact_ids), near_links(np.array([int(p) for p in phashes], dtype=np.uint64), max_distance)])
     if len(pairs) == 0:
         return {}
     roots = _union_find(n, pairs)
