@@ -12,7 +12,9 @@ from typing import Annotated, Optional
 import typer
 
 from curate import __version__
-from curate.commands import app as app_cmd, db, errors, evaluate, ingest, labelstudio, models, quality, retrain, review, run, status
+from curate.commands import app as app_cmd, db, ingest, labelstudio, models, review, run, status
+from curate.stages import STAGES
+from curate.stages.spec import typer_command
 
 app = typer.Typer(
     name="curate",
@@ -21,18 +23,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+# The stages of the loop: each command is derived from its declaration (curate/stages), like the workflow stages.
+for _kind, _doc in ingest.KIND_HELP.items():
+    ingest.app.command(_kind)(typer_command(STAGES["ingest"], fixed={"kind": _kind}, doc=_doc))
 app.add_typer(ingest.app, name="ingest")
-app.command("quality")(quality.quality)
+app.command("quality")(typer_command(STAGES["quality"]))
+models.teacher_app.command("train")(typer_command(STAGES["teacher"]))
 app.add_typer(models.teacher_app, name="teacher")
 app.add_typer(models.manifest_app, name="manifest")
-app.command("prelabel")(models.prelabel)
-app.command("retrain")(retrain.retrain)
-app.command("export")(evaluate.export)
-app.command("compare")(evaluate.compare)
-app.command("errors")(errors.errors)
+app.command("prelabel")(typer_command(STAGES["prelabel"]))
+app.command("retrain")(typer_command(STAGES["retrain"]))
+app.command("export")(typer_command(STAGES["export"]))
+app.command("compare")(typer_command(STAGES["compare"]))
+app.command("errors")(typer_command(STAGES["errors"]))
+app.command("report")(typer_command(STAGES["report"]))
 app.command("app")(app_cmd.app)
 app.command("run")(run.run)
+labelstudio.app.command("serve")(typer_command(STAGES["labelstudio"]))
 app.add_typer(labelstudio.app, name="labelstudio")
+review.app.command("push")(typer_command(STAGES["review_push"]))
+review.app.command("pull")(typer_command(STAGES["review_pull"]))
 app.add_typer(review.app, name="review")
 app.add_typer(db.app, name="db")
 app.command("status")(status.status)

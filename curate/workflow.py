@@ -26,10 +26,10 @@ from typing import Any, Callable
 
 from curate.exceptions import CurateError
 from curate.settings import Settings
+from curate.stages import STAGES
 
-__all__ = ["STAGES", "WorkflowError", "load_workflow", "run_workflow"]
+__all__ = ["WorkflowError", "load_workflow", "run_workflow"]
 
-StageFn = Callable[[Settings, dict[str, Any], Path, Callable[[int], None] | None], dict[str, Any]]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -48,90 +48,10 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def _stage_ingest(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    from curate.ingest.stage import IngestOptions, ingest
-
-    try:
-        kind, root = params["kind"], Path(params["root"])
-    except KeyError as exc:
-        raise WorkflowError(f"ingest stage needs '{exc.args[0]}'") from None
-    root = root if root.is_absolute() else (base / root).resolve()
-    options = IngestOptions(kind=kind, root=root, dataset=params.get("dataset", settings.dataset), split=params.get("split", "all"),
-                            limit=params.get("limit"), workers=settings.worker_count, blur_max=settings.blur_max,
-                            occlusion_max=settings.occlusion_max)
-    return ingest(options, settings.database_url, settings.home, progress=progress)
-
-
-def _stage_quality(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    from curate.quality.apply import apply_thresholds
-
-    return apply_thresholds(params.get("dataset", settings.dataset), settings.database_url, settings.blur_max, settings.occlusion_max)
-
-
-def _training_config(cls: type, settings: Settings, params: dict[str, Any]) -> Any:
-    """A TrainConfig/RetrainConfig: the machine's settings (batch size, device, seed) unless the stage names its own."""
-    import dataclasses
-
-    from curate.models.data import default_workers
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    machine = {"batch_size": settings.batch_size, "device": settings.device, "workers": default_workers(settings.device), "seed": settings.seed}
-    return cls(**{**machine, **{k: v for k, v in params.items() if k in names}})
-
-
-def _stage_teacher(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    from curate.models.train import TrainConfig
-    from curate.prelabel.teacher import TeacherOptions, train_teacher
-
-    opts = TeacherOptions(dataset=params.get("dataset", settings.dataset), config=_training_config(TrainConfig, settings, params),
-                          **{k: params[k] for k in ("folds", "oof") if k in params})
-    return train_teacher(opts, settings.database_url, settings.home)
-
-
-def _stage_prelabel(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    from curate.models.data import default_workers
-    from curate.prelabel.stage import prelabel
-
-    checkpoint = Path(params["checkpoint"]) if params.get("checkpoint") else None
-    return prelabel(params.get("dataset", settings.dataset), settings.database_url, checkpoint, settings.batch_size, settings.device,
-                    default_workers(settings.device), progress)
-
-
-def _stage_retrain(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    from curate.models.retrain import RetrainConfig
-    from curate.retrain.stage import RetrainOptions, run_retrain
-
-    opts = RetrainOptions(dataset=params.get("dataset", settings.dataset), config=_training_config(RetrainConfig, settings, params))
-    return run_retrain(opts, settings.database_url, settings.home)
-
-
-def _stage_review_push(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    from curate.review.push import push
-
-    return push(settings, params.get("dataset", settings.dataset), float(params.get("threshold", settings.review_threshold)),
-                int(params["limit"]) if params.get("limit") else None, int(params.get("batch_size", 100)), progress,
-                annotators=int(params["annotators"]) if params.get("annotators") else None)
-
-
-def _stage_review_pull(settings: Settings, params: dict[str, Any], base: Path, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    from curate.review.pull import pull
-
-    return pull(settings, params.get("dataset", settings.dataset), full=bool(params.get("full", False)))
-
-
-STAGES: dict[str, StageFn] = {
-    "ingest": _stage_ingest,
-    "quality": _stage_quality,
-    "teacher": _stage_teacher,
-    "prelabel": _stage_prelabel,
-    "retrain": _stage_retrain,
-    "review_pull": _stage_review_pull,
-    "review_push": _stage_review_push,
-}
-
-
 def load_workflow(path: Path) -> dict[str, Any]:
+    """Read and check a workflow: every stage known, every option one the stage takes, of the right type."""
     from curate.settings import read_yaml_mapping
+    from curate.stages.spec import options_from_params
 
     doc = read_yaml_mapping(path)
     stages = doc.get("stages")
@@ -141,38 +61,57 @@ def load_workflow(path: Path) -> dict[str, Any]:
         if not isinstance(stage, dict) or stage.get("stage") not in STAGES:
             name = stage.get("stage") if isinstance(stage, dict) else stage
             raise WorkflowError(f"{path}: stage {i + 1} ({name!r}) is not one of {', '.join(STAGES)}")
+        # Checked before anything runs: a typo in the last stage must not surface after an hour of training.
+        options_from_params(STAGES[stage["stage"]], _expand({k: v for k, v in stage.items() if k != "stage"}), f"{path}: stage {i + 1}")
     return doc
 
 
 def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: Callable[[str, str], None] | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) a workflow; returns {workflow, run_id, stages: {name: {status, summary}}}."""
+                 progress: Callable[[int], None] | None = None, no_wait: bool = False, from_stage: str | None = None,
+                 say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a workflow; returns {workflow, run_id, status, stages: {key: {status, summary}}}.
+
+    A stage that needs people (``wait_review``) ends the run as ``waiting``; the next run resumes at it.
+    ``from_stage`` re-runs from the first stage of that name (another review round: ``--from review_pull``).
+    """
     from sqlalchemy import select
 
+    from curate.stages import StageContext, StageWaiting
+    from curate.stages.spec import options_from_params, resolve_settings
     from curate.store.sql import session
     from curate.store.sql.models import WorkflowRun, utcnow
 
     doc = load_workflow(path)
+    names = [stage["stage"] for stage in doc["stages"]]
+    if from_stage is not None and from_stage not in names:
+        raise WorkflowError(f"{path}: --from {from_stage!r} is not a stage of this workflow ({', '.join(dict.fromkeys(names))})")
     expanded = [_expand({k: v for k, v in stage.items() if k != "stage"}) for stage in doc["stages"]]
     chain = _chain_keys(_expand(doc.get("settings") or {}), [(st["stage"], p) for st, p in zip(doc["stages"], expanded)])
-    digest = chain[-1]
     name = str(doc.get("name") or path.stem)
+    rerun_from = names.index(from_stage) if from_stage is not None else len(names)
     session.require_schema(settings.database_url)
     with session.session_scope(settings.database_url) as db:
         previous = db.scalars(select(WorkflowRun).where(WorkflowRun.workflow == name).order_by(WorkflowRun.id.desc())).first()
         finished: dict[str, Any] = {}
+        waiting: dict[str, Any] = {}
         if not force and previous is not None:
             done = previous.stages or {}
-            for index, stage in enumerate(doc["stages"]):  # the leading stages that finished with the same key, no further
+            for index, stage in enumerate(doc["stages"][:rerun_from]):  # the leading stages that finished with the same key
                 key = f"{index + 1}:{stage['stage']}"
-                if done.get(key, {}).get("status") != "done" or done[key].get("key") != chain[index]:
+                record = done.get(key, {})
+                if record.get("key") != chain[index]:
                     break
-                finished[key] = done[key]
-        run = WorkflowRun(workflow=name, path=str(path.resolve()), config_hash=digest, status="running", stages=dict(finished))
+                if record.get("status") == "waiting":
+                    waiting[key] = record
+                if record.get("status") != "done":
+                    break
+                finished[key] = record
+        run = WorkflowRun(workflow=name, path=str(path.resolve()), config_hash=chain[-1], status="running", stages=dict(finished))
         db.add(run)
         db.flush()
         run_id = run.id
     results: dict[str, Any] = dict(finished)
+    base = path.parent.resolve()
     for index, stage in enumerate(doc["stages"]):
         key = f"{index + 1}:{stage['stage']}"
         if key in finished:
@@ -181,16 +120,51 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
             continue
         if on_stage:
             on_stage(key, "running")
-        params = expanded[index]
+        spec = STAGES[stage["stage"]]
+        params = dict(expanded[index])
+        if key in waiting and spec.name == "wait_review":  # the wait began in an earlier run: count from then
+            params["baseline"] = waiting[key]["summary"].get("baseline")
+        opts = options_from_params(spec, params, f"{path}: stage {index + 1}")
+        ctx = StageContext(resolve_settings(spec, opts, settings), base=base, say=say or (lambda _m: None), progress=progress,
+                           no_wait=no_wait, workflow=str(path))
         try:
-            summary = STAGES[stage["stage"]](settings, params, path.parent.resolve(), progress)
+            summary = spec.run(ctx, opts)
+        except StageWaiting as wait:
+            results[key] = {"status": "waiting", "key": chain[index], "summary": wait.summary}
+            _save(settings.database_url, run_id, results, "waiting")
+            _refresh_report(ctx, say)
+            return {"workflow": name, "run_id": run_id, "status": "waiting", "resumed_stages": sorted(finished), "stages": results,
+                    "waiting": {"stage": key, **wait.summary}, "report": _report_path(ctx)}
         except CurateError:
             _save(settings.database_url, run_id, results, "failed")
             raise
         results[key] = {"status": "done", "key": chain[index], "summary": summary}
         _save(settings.database_url, run_id, results, "running")
+        if spec.name != "report":
+            _refresh_report(ctx, say)
     _save(settings.database_url, run_id, results, "done", finished_at=utcnow())
-    return {"workflow": name, "run_id": run_id, "resumed_stages": sorted(finished), "stages": results}
+    ctx_dataset = resolve_settings(STAGES[names[-1]], options_from_params(STAGES[names[-1]], expanded[-1], str(path)), settings).dataset
+    return {"workflow": name, "run_id": run_id, "status": "done", "resumed_stages": sorted(finished), "stages": results,
+            "dataset": ctx_dataset, "report": str(_report_file(settings.home, ctx_dataset))}
+
+
+def _report_file(home: Path, dataset: str) -> Path:
+    return home / "reports" / dataset / "index.html"
+
+
+def _report_path(ctx: Any) -> str:
+    return str(_report_file(ctx.settings.home, ctx.settings.dataset))
+
+
+def _refresh_report(ctx: Any, say: Callable[[str], None] | None) -> None:
+    """Each stage rewrites the dataset's report; a report that cannot be written never fails the stage."""
+    from curate.report.build import build_report
+
+    try:
+        build_report(ctx.settings.dataset, ctx.settings.database_url, ctx.settings.home)
+    except CurateError as exc:
+        if say:
+            say(f"warning: the report was not updated: {exc}")
 
 
 def _chain_keys(settings: dict[str, Any], stages: list[tuple[str, dict[str, Any]]]) -> list[str]:

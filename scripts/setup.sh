@@ -55,7 +55,7 @@ if [ "$with_test" = 1 ] && [ "${CI:-}" = true ]; then
   [ -x "$ls_venv/bin/label-studio" ] || missing_part "Label Studio not installed at $ls_venv"
 fi
 
-hash=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+hash=$(cat pyproject.toml requirements.lock scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$venv/.deps-hash" ] && [ "$(cat "$venv/.deps-hash")" = "$hash" ] && [ -x "$venv/bin/curate" ]; then
   exit 0
 fi
@@ -73,6 +73,7 @@ step() {  # quiet unless it fails; then the tail of the log says why
 step "$venv/bin/python" -m pip install -q --upgrade pip
 # The pinned torch build lies on the local disk; installing it first keeps pip from fetching another.
 step "$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
-step "$venv/bin/python" -m pip install -q -e '.[dev]'
+# Exact versions from the committed lock (constraints): the same packages on every machine.
+step "$venv/bin/python" -m pip install -q -c requirements.lock -e '.[dev]'
 echo "$hash" >"$venv/.deps-hash"
 echo "ready: $venv/bin/curate"

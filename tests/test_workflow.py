@@ -96,3 +96,145 @@ def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_roo
     assert elsewhere["resumed_stages"] == []
     assert elsewhere["stages"]["1:ingest"]["summary"]["seen"] == 28  # the other root was really read
     assert sql_rows(ledger_db, "SELECT status FROM workflow_runs ORDER BY id") == [("failed",), ("done",), ("done",)]
+
+
+def _loop_workflow(tmp_path: Path, name: str, port: int) -> Path:
+    """The shape of workflows/fer2013.yaml at test size: every stage of the loop, through a real Label Studio."""
+    wf = tmp_path / "loop.yaml"
+    tiny = "image_size: 32, epochs: 1, max_steps_per_epoch: 1"
+    wf.write_text(
+        f"name: {name}\n"
+        f"settings: {{dataset: {name}, blur_max: 1.0, occlusion_max: 1.0, batch_size: 8, device: cpu}}\n"
+        "stages:\n"
+        "  - {stage: ingest, kind: fer2013, root: data}\n"
+        "  - {stage: quality}\n"
+        f"  - {{stage: teacher, arch: resnet18, {tiny}}}\n"
+        "  - {stage: prelabel}\n"
+        "  - {stage: errors}\n"
+        f"  - {{stage: labelstudio, port: {port}}}\n"
+        "  - {stage: review_push, limit: 6}\n"
+        "  - {stage: wait_review, min_reviewed: 2}\n"
+        "  - {stage: review_pull}\n"
+        "  - {stage: retrain, arch: mobilenetv2_050, image_size: 32, epochs: 3, max_steps_per_epoch: 2, distill: true}\n"
+        "  - {stage: export, checkpoint: best, int8: true, limit: 16}\n"
+        "  - {stage: compare, checkpoint_a: previous, checkpoint_b: best}\n"
+        "  - {stage: errors, checkpoint: best}\n"
+        "  - {stage: report}\n"
+    )
+    return wf
+
+
+def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_after_kill_9(  # noqa: PLR0915
+        tmp_path: Path, curate_home: Path, label_studio_template: Path) -> None:
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from label_studio_sdk import LabelStudio
+
+    from curate.review import server
+    from tests.conftest import _free_port, wait_for
+
+    builders.fer2013_folders(tmp_path / "data", per_class=3)
+    name = f"wl_{tmp_path.name[-10:]}"
+    url = f"sqlite:///{curate_home / 'curate.db'}"
+    wf = _loop_workflow(tmp_path, name, _free_port())
+    shutil.copytree(label_studio_template, curate_home / "label-studio", ignore=shutil.ignore_patterns("server.json", "server.log"))
+    try:
+        first = run_cli("run", str(wf), "--json")
+        waiting = last_json(first)
+        assert waiting["status"] == "waiting" and waiting["waiting"]["stage"] == "8:wait_review"
+        assert [s["status"] for s in waiting["stages"].values()] == ["done"] * 7 + ["waiting"]
+        assert waiting["stages"]["7:review_push"]["summary"]["pushed"] == 6 and waiting["waiting"]["pending"] == 6
+        # What a person needs to go on: where, how to log in, and the command.
+        assert waiting["waiting"]["url"].startswith("http://127.0.0.1:") and "credentials.json" in waiting["waiting"]["login"]
+        assert f"curate run {wf}" in first.stderr and "Waiting for review" in first.stderr
+        assert sql_rows(url, "SELECT status FROM workflow_runs") == [("waiting",)]
+
+        again = last_json(run_cli("run", str(wf), "--json"))  # nobody reviewed yet: says so and waits again
+        assert again["status"] == "waiting" and again["waiting"]["reviewed_since_wait"] == 0
+        assert again["resumed_stages"] == [f"{i}:{s}" for i, s in enumerate(
+            ["ingest", "quality", "teacher", "prelabel", "errors", "labelstudio", "review_push"], 1)]
+
+        # A reviewer answers two tasks through the API, as the browser does: one keeps the label, one changes it.
+        creds = server.credentials(server.paths(curate_home))
+        ls = LabelStudio(base_url=waiting["waiting"]["url"], api_key=creds.token.reveal())
+        project = next(p.id for p in ls.projects.list() if p.title == f"curate: {name}")
+        tasks = list(ls.tasks.list(project=project, fields="all"))
+        keep, change = tasks[0], tasks[1]
+        new_label = "surprise" if keep.data["dataset_label"] != "surprise" and change.data["dataset_label"] != "surprise" else "fear"
+        for task, label in ((keep, keep.data["dataset_label"]), (change, new_label)):
+            ls.annotations.create(id=task.id, result=[{"from_name": "emotion", "to_name": "image", "type": "choices",
+                                                       "value": {"choices": [label]}}])
+
+        # The continuation is killed (-9) in the retrain stage; the next run resumes at that stage.
+        proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", str(wf), "--json"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True)
+        try:
+            assert wait_for(lambda: sql_rows(url, "SELECT count(*) FROM model_runs WHERE kind='retrain'")[0][0] > 0, timeout=240)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        assert sql_rows(url, "SELECT status FROM workflow_runs ORDER BY id")[-1] == ("running",)
+
+        done = last_json(run_cli("run", str(wf), "--json"))
+        assert done["status"] == "done", done
+        assert done["resumed_stages"] == sorted(f"{i}:{s}" for i, s in enumerate(
+            ["ingest", "quality", "teacher", "prelabel", "errors", "labelstudio", "review_push", "wait_review", "review_pull"], 1))
+        stages = {k: v["summary"] for k, v in done["stages"].items()}
+        assert stages["8:wait_review"]["reviewed_since_wait"] == 2 and stages["9:review_pull"]["project"] is not None
+        assert stages["10:retrain"]["distill"] is True
+        best = Path(stages["10:retrain"]["best_checkpoint"])
+        exported = Path(stages["11:export"]["checkpoint"])  # 'best' resolved to this retrain's best epoch (best.safetensors is its copy)
+        assert exported.parent == best.parent and exported.read_bytes() == best.read_bytes()
+        assert Path(stages["11:export"]["onnx_int8"]).is_file()
+        assert "first" in stages["12:compare"]["skipped"]
+        assert stages["13:errors"]["checked_by_checkpoint"] > 0
+        assert Path(done["report"]).is_file() and done["report"] == stages["14:report"]["report"]
+        humans = dict(sql_rows(url, "SELECT s.uid, cl.label FROM current_labels cl JOIN samples s ON s.id = cl.sample_id "
+                                    "WHERE cl.source = 'human'"))
+        assert humans == {keep.data["sample_id"]: keep.data["dataset_label"], change.data["sample_id"]: new_label}
+        assert sql_rows(url, "SELECT status FROM workflow_runs ORDER BY id")[-1] == ("done",)
+
+        # Tighter thresholds remove some faces, so every section of the report has something to show.
+        blur, occlusion = (sorted(v for (v,) in sql_rows(url, f"SELECT {c} FROM samples")) for c in ("blur", "occlusion"))
+        run_cli("quality", "--dataset", name, "--blur-max", str(blur[-4]), "--occlusion-max", str(occlusion[-4]))
+        report = last_json(run_cli("report", "--dataset", name, "--json"))
+        assert report["removed_blur"] >= 3 and report["removed_occlusion"] >= 3 and report["checkpoints"] >= 2
+        _look_at_the_report(Path(report["report"]))
+    finally:
+        server.stop(curate_home)
+
+
+def _look_at_the_report(report: Path) -> None:
+    """Headless Chromium opens the report as a person would: every section there, every thumbnail decoded."""
+    import shutil
+
+    import pytest
+
+    from tests.conftest import REPO, missing_real_part
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        missing_real_part("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    shot = REPO / "artifacts" / "report.png"
+    shot.parent.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(report.as_uri())
+            sections = page.eval_on_selector_all("h2", "hs => hs.map(h => h.innerText)")
+            images = page.eval_on_selector_all("img", "is => is.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+            matrices = page.eval_on_selector_all("table.cm", "ts => ts.length")
+            removed = page.eval_on_selector_all("#removed ~ .faces", "fs => fs.map(f => f.querySelectorAll('img').length)")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert sections == ["Faces per class", "Removed for quality", "Duplicates and leakage", "Review", "Models", "Error clusters"]
+    assert len(images) >= 10 and all(ok and w > 0 and h > 0 for ok, w, h in images), images
+    assert matrices >= 2, "a confusion matrix per checkpoint (teacher and the retrain's best)"
+    assert removed[:2] and all(n >= 3 for n in removed[:2]), "thumbnails of faces removed for blur and for occlusion"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from curate.commands.common import JsonOption, settings_from
-from curate.output import Reporter, reporter
+from curate.output import Reporter
 
 app = typer.Typer(help="Load a dataset into FiftyOne and the ledger; score blur/occlusion; find duplicates.", no_args_is_help=True)
 
@@ -40,41 +38,10 @@ def _human(r: Reporter) -> None:
     r.say(f"done in {s['seconds']} s")
 
 
-def _run(ctx: typer.Context, kind: str, root: Path, dataset: Optional[str], split: str, limit: Optional[int], workers: Optional[int],
-         blur_max: Optional[float], occlusion_max: Optional[float], write_batch: int, json_: bool) -> None:
-    with reporter(json_, _human) as out:
-        from curate.ingest.stage import IngestOptions, ingest
-
-        settings = settings_from(ctx, workers=workers, blur_max=blur_max, occlusion_max=occlusion_max)
-        name = dataset or kind
-        options = IngestOptions(kind=kind, root=root, dataset=name, split=split, limit=limit, workers=settings.worker_count,
-                                write_batch=write_batch, blur_max=settings.blur_max, occlusion_max=settings.occlusion_max)
-        with out.progress(None, f"ingest {name}") as bar:
-            summary = ingest(options, settings.database_url, settings.home, progress=bar.advance)
-        out.update(**summary)
-
-
-def _register(kind: str, doc: str) -> None:
-    def command(
-        ctx: typer.Context,
-        root: Annotated[Path, typer.Argument(help="Dataset root (or the csv file for fer2013).")],
-        dataset: NameOption = None,
-        split: SplitOption = "all",
-        limit: LimitOption = None,
-        workers: WorkersOption = None,
-        blur_max: BlurOption = None,
-        occlusion_max: OcclusionOption = None,
-        write_batch: BatchOption = 1000,
-        json_: JsonOption = False,
-    ) -> None:
-        _run(ctx, kind, root, dataset, split, limit, workers, blur_max, occlusion_max, write_batch, json_)
-
-    command.__doc__ = doc
-    app.command(kind)(command)
-
-
-_register("affectnet", "AffectNet: original csv release, *_exp.npy release, class-folder or YOLO re-packs (auto-detected).")
-_register("fer2013", "FER2013: fer2013.csv (PublicTest/PrivateTest kept as 'usage') or train|test class folders.")
-_register("ckplus", "CK+: CK+48/<class>/S###_###_*.png; the subject id is kept for subject-disjoint splits.")
-_register("rafdb", "RAF-DB basic: EmoLabel/list_patition_label.txt with Image/aligned or Image/original.")
-_register("folder", "Any folder: [<split>/]<emotion>/*.jpg, or unlabeled images.")
+KIND_HELP = {
+    "affectnet": "AffectNet: original csv release, *_exp.npy release, class-folder or YOLO re-packs (auto-detected).",
+    "fer2013": "FER2013: fer2013.csv (PublicTest/PrivateTest kept as 'usage') or train|test class folders.",
+    "ckplus": "CK+: CK+48/<class>/S###_###_*.png; the subject id is kept for subject-disjoint splits.",
+    "rafdb": "RAF-DB basic: EmoLabel/list_patition_label.txt with Image/aligned or Image/original.",
+    "folder": "Any folder: [<split>/]<emotion>/*.jpg, or unlabeled images.",
+}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -21,20 +19,6 @@ def _serve_human(r: Reporter) -> None:
         r.say(f"log in as {s['username']}; password and API token ({s['token_hint']}) are in {s['credentials_file']} (mode 0600)")
 
 
-@app.command()
-def serve(
-    ctx: typer.Context,
-    port: Annotated[int, typer.Option("--port")] = 8080,
-    data_root: Annotated[Path, typer.Option("--data-root", help="The folder holding the dataset's images: served as local files "
-                                            "(not /, $HOME or a folder containing CURATE_HOME).")] = ...,
-    json_: JsonOption = False,
-) -> None:
-    """Install (first use), start and wait for Label Studio on 127.0.0.1; print the URL and how to log in."""
-    with reporter(json_, _serve_human) as out:
-        from curate.review import server
-
-        s = settings_from(ctx)
-        out.update(**server.serve(s.home, port, data_root.expanduser(), say=out.say))
 
 
 @app.command()

@@ -27,39 +27,6 @@ def _teacher_human(r: Reporter) -> None:
     r.say(f"  out-of-fold probabilities: {oof['method']} ({oof['samples']} samples{acc}, {oof['seconds']} s)")
 
 
-@teacher_app.command("train")
-def teacher_train(
-    ctx: typer.Context,
-    dataset: DatasetOption = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="Any timm architecture [default: resnet50].")] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Local weights file or hub name (default: from scratch).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs per fold model [default: the recipe's].")] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", min=16, help="Input size in px [default: 48].")] = None,
-    stem_stride: Annotated[Optional[int], typer.Option("--stem-stride", min=1, max=4, help="Stem down-sampling 1, 2 or 4 [default: the recipe's for the arch and size].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: the recipe's].")] = None,
-    folds: Annotated[int, typer.Option("--folds", min=2, help="K fold models (cross) or CV folds (linear).")] = 2,
-    oof: Annotated[str, typer.Option("--oof", help="cross (the K fold models are the teacher), linear (needs --weights) or none.")] = "cross",
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps-per-epoch", min=1, help="Cap steps per epoch (smoke runs).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for run folders (default CURATE_HOME/checkpoints/<dataset>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="A teacher run folder of an interrupted run: continue where it stopped.")] = None,
-    device: DeviceOption = None,
-    json_: JsonOption = False,
-) -> None:
-    """Train the teacher on quality-passing labeled samples (current labels from the ledger); resumable."""
-    with reporter(json_, _teacher_human) as rep:
-        from curate.models.data import default_workers
-        from curate.models.train import TrainConfig
-        from curate.prelabel.teacher import TeacherOptions, train_teacher
-
-        s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
-        given = {"arch": arch, "weights": weights, "epochs": epochs, "image_size": image_size, "stem_stride": stem_stride, "lr": lr,
-                 "max_steps_per_epoch": max_steps}
-        cfg = TrainConfig(batch_size=s.batch_size, device=s.device, workers=default_workers(s.device), seed=s.seed,
-                          **{k: v for k, v in given.items() if v is not None})
-        opts = TeacherOptions(dataset=s.dataset, config=cfg, folds=folds, oof=oof, out=out, resume=resume)
-        with rep.progress(None, "teacher") as bar:
-            rep.update(**train_teacher(opts, s.database_url, s.home, say=rep.say, progress=bar.advance))
 
 
 @teacher_app.command("import")
@@ -106,21 +73,3 @@ def _prelabel_human(r: Reporter) -> None:
     r.say(f"[bold]{s['dataset']}[/]: pre-labeled {s['samples']} samples with {Path(s['checkpoint']).name} "
           f"({s['images_per_s']} images/s); {s['below_threshold_0.9']} below confidence 0.9; "
           f"agreement with current labels {s['agreement_with_current_label']}")
-
-
-def prelabel(
-    ctx: typer.Context,
-    dataset: DatasetOption = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Teacher checkpoint (default: the newest registered).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
-    device: DeviceOption = None,
-    json_: JsonOption = False,
-) -> None:
-    """Store prelabel (label, calibrated confidence, logits) and embeddings for every quality-passing sample."""
-    with reporter(json_, _prelabel_human) as rep:
-        from curate.models.data import default_workers
-        from curate.prelabel.stage import prelabel as run_prelabel
-
-        s = settings_from(ctx, dataset=dataset, device=device, batch_size=batch_size)
-        with rep.progress(None, "prelabel") as bar:
-            rep.update(**run_prelabel(s.dataset, s.database_url, checkpoint, s.batch_size, s.device, default_workers(s.device), bar.advance))

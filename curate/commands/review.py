@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
 
 import typer
 
@@ -24,27 +23,6 @@ def _push_human(r: Reporter) -> None:
         r.say(f"refused {item['path']}: {item['reason']}")
 
 
-@app.command()
-def push(
-    ctx: typer.Context,
-    dataset: DatasetOption = None,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0,
-                                                       help="Route samples whose teacher confidence is below this (default: settings.review_threshold).")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Push at most N tasks (most likely errors first, classes dealt fairly).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Tasks per import request.")] = 100,
-    annotators: Annotated[Optional[int], typer.Option("--annotators", min=1,
-                                                      help="People who label each task (majority wins; ties are flagged).")] = None,
-    json_: JsonOption = False,
-) -> None:
-    """Create review tasks for uncertain samples and likely label errors, with the model's guess pre-selected."""
-    with reporter(json_, _push_human) as out:
-        from curate.review.push import push as run_push
-
-        s = settings_from(ctx, dataset=dataset, review_threshold=threshold)
-        with out.progress(limit, "push") as bar:
-            out.update(**run_push(s, s.dataset, s.review_threshold, limit, batch_size, progress=bar.advance, annotators=annotators))
-        if out.summary.get("warning"):
-            out.say(f"warning: {out.summary['warning']}")
 
 
 def _pull_human(r: Reporter) -> None:
@@ -57,20 +35,6 @@ def _pull_human(r: Reporter) -> None:
           f"{s['label_changes']} of them changing the label" + (f"; {s['deleted_on_server']} deleted in Label Studio" if s["deleted_on_server"] else ""))
 
 
-@app.command()
-def pull(
-    ctx: typer.Context,
-    dataset: DatasetOption = None,
-    full: Annotated[bool, typer.Option("--full", help="List every task, not only those updated since the last pull "
-                                                      "(also notices tasks deleted in Label Studio).")] = False,
-    json_: JsonOption = False,
-) -> None:
-    """Record completed reviews as human label events and mirror them into FiftyOne (safe to repeat)."""
-    with reporter(json_, _pull_human) as out:
-        from curate.review.pull import pull as run_pull
-
-        s = settings_from(ctx, dataset=dataset)
-        out.update(**run_pull(s, s.dataset, full=full))
 
 
 def _status_human(r: Reporter) -> None:

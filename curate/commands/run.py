@@ -3,34 +3,54 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from curate.commands.common import JsonOption
 from curate.output import Reporter, reporter
 
+BRIEF = ("dataset", "seen", "ingested", "rejected", "quality_removed", "curated", "samples", "checkpoint", "best_checkpoint", "pushed",
+         "new_human_labels", "label_issues", "reviewed_since_wait", "onnx_int8", "p_value", "skipped", "url")
+
 
 def _human(r: Reporter) -> None:
     s = r.summary
-    r.say(f"[bold]workflow {s['workflow']}[/] run {s['run_id']} done")
+    r.say(f"[bold]workflow {s['workflow']}[/] run {s['run_id']}: {s['status']}")
     for key, stage in s["stages"].items():
         summary = stage.get("summary", {})
-        brief = ", ".join(f"{k}={summary[k]}" for k in ("dataset", "seen", "ingested", "rejected", "quality_removed", "curated", "samples",
-                                                          "checkpoint", "best_checkpoint", "pushed", "new_human_labels") if k in summary)
-        if "duplicates" in summary:
+        brief = ", ".join(f"{k}={summary[k]}" for k in BRIEF if k in summary and not isinstance(summary[k], dict))
+        if isinstance(summary.get("duplicates"), dict):
             d = summary["duplicates"]
             brief += f", duplicates={d['groups']} groups ({d['cross_split_groups']} across splits: view 'leakage')"
         r.say(f"  {key}: {stage['status']}{' (resumed)' if key in s['resumed_stages'] else ''}  {brief}")
+    if s["status"] == "waiting":
+        for line in waiting_lines(s["waiting"]):
+            r.say(line)
+    r.say(f"report: {s['report']}   browse the faces: curate app --dataset {s.get('dataset') or s['waiting'].get('dataset')}")
+
+
+def waiting_lines(w: dict) -> list[str]:
+    """What a person needs to go on: where to review, how to log in, what is queued, the command to continue."""
+    lines = ["", f"[bold]Waiting for review[/]: {w['pending']} tasks queued in Label Studio at {w.get('url')}"]
+    if w.get("per_class_pending"):
+        lines.append("  queued by label: " + ", ".join(f"{k} {v}" for k, v in w["per_class_pending"].items()))
+    lines.append(f"  log in with the {w.get('login')}")
+    lines.append(f"  {w['reviewed_since_wait']} reviewed since the wait began (the loop goes on at {w['min_reviewed']}); after reviewing, "
+                 f"continue with: {w['continue_with']}  (or `make run`; add --no-wait to go on without waiting)")
+    return lines
 
 
 def run(
     ctx: typer.Context,
     workflow: Annotated[Path, typer.Argument(help="Workflow YAML (see workflows/).")],
     force: Annotated[bool, typer.Option("--force", help="Re-run stages that finished in an earlier run.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not stop for human review: continue with what is reviewed so far.")] = False,
+    from_stage: Annotated[Optional[str], typer.Option("--from", help="Re-run from the first stage of this name (e.g. review_pull for "
+                                                      "another review round); earlier stages resume as usual.")] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Run every stage of WORKFLOW in order; a stopped run resumes after its last finished stage."""
+    """Run every stage of WORKFLOW in order; a stopped or waiting run resumes after its last finished stage."""
     with reporter(json_, _human) as out:
         from curate.settings import load_settings
         from curate.workflow import run_workflow
@@ -39,5 +59,8 @@ def run(
         settings = load_settings(workflow=workflow, cli={"home": root.get("home")})
         with out.progress(None, f"workflow {workflow.name}") as bar:
             result = run_workflow(workflow, settings, force=force, on_stage=lambda key, state: out.say(f"{key}: {state}"),
-                                  progress=bar.advance)
+                                  progress=bar.advance, no_wait=no_wait, from_stage=from_stage, say=out.say)
         out.update(**result)
+        if json_ and result["status"] == "waiting":  # people need this even when a script reads the JSON
+            for line in waiting_lines(result["waiting"]):
+                out.say(line)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,18 +29,10 @@ from curate.models.factory import model_options
 from curate.models.infer import resolve_device
 from curate.models.manifest import Row
 from curate.models.preprocess import train_transform
-from curate.models.train import TrainConfig, _optimizer, evaluate, make_scheduler, run_epoch, seed_everything
+from curate.models.config import RetrainConfig
+from curate.models.train import _optimizer, evaluate, make_scheduler, run_epoch, seed_everything
 
 __all__ = ["RetrainConfig", "retrain", "distillation_loss", "load_state"]
-
-
-@dataclass
-class RetrainConfig(TrainConfig):
-    arch: str = "mobilenetv2_100"
-    balance: str = "oversample"
-    distill: bool = False
-    kd_temperature: float = 2.0
-    kd_weight: float = 0.3  # loss = (1 - w) * CE + w * KD
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

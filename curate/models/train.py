@@ -12,55 +12,18 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from curate.models.factory import create_model
+from curate.models.config import TrainConfig
 from curate.models.infer import autocast, predict
 from curate.models.manifest import Row
 from curate.models.metrics import classification_metrics
 from curate.models.preprocess import Preprocess, augment_batch, to_model_input
 
 __all__ = ["TrainConfig", "run_epoch", "evaluate", "seed_everything", "make_scheduler"]
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "resnet50"
-    weights: str | None = None
-    image_size: int = 48
-    stem_stride: int | None = None  # None: the recipe's for arch and size (factory.default_stem_stride)
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    optimizer: str = "adamw"
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    ema_decay: float = 0.998  # 0 turns the weight average off
-    tta_flip: bool = True
-    seed: int = 0
-    workers: int = 0
-    device: str = "auto"
-    max_steps_per_epoch: int | None = None  # small runs (tests, smoke benchmarks)
-    class_weights: list[float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def resolved_stem_stride(self) -> int | None:
-        from curate.models.factory import default_stem_stride
-
-        return self.stem_stride if self.stem_stride is not None else default_stem_stride(self.arch, self.image_size)
-
-    def preprocess(self) -> Preprocess:
-        return Preprocess(image_size=self.image_size, tta_flip=self.tta_flip)
-
-    def build_model(self, num_classes: int):  # noqa: ANN201
-        return create_model(self.arch, num_classes, self.weights, stem_stride=self.resolved_stem_stride())
 
 
 def seed_everything(seed: int) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from curate.store.sql import ledger, session
 from curate.store.sql.models import Checkpoint, ModelRun, utcnow
 
-__all__ = ["start_run", "register_checkpoint", "mark_best", "finish_run"]
+__all__ = ["start_run", "register_checkpoint", "mark_best", "finish_run", "best_checkpoints", "resolve_checkpoint"]
 
 
 def start_run(url: str, dataset: str, cfg: Any, out_dir: Path, resumed: bool) -> int:
@@ -52,3 +52,33 @@ def finish_run(url: str, run_id: int, result: dict[str, Any]) -> None:
         run = db.get(ModelRun, run_id)
         run.status, run.finished_at = "done", utcnow()
         run.counts = {"before": result["class_counts_before"], "after": result["class_counts_after"], "best_epoch": result["best_epoch"]}
+
+
+def best_checkpoints(url: str, dataset: str) -> list[Path]:
+    """The best checkpoint of each finished retrain run of ``dataset`` still on disk, newest run first."""
+    with session.session_scope(url) as db:
+        ds = ledger.find_dataset(db, dataset)
+        paths = db.scalars(select(Checkpoint.path).join(ModelRun, ModelRun.id == Checkpoint.model_run_id)
+                           .where(ModelRun.kind == "retrain", ModelRun.status == "done", Checkpoint.is_best.is_(True),
+                                  Checkpoint.dataset_id == (ds.id if ds else None))
+                           .order_by(ModelRun.id.desc())).all()
+    return [Path(p) for p in paths if Path(p).is_file()]
+
+
+def resolve_checkpoint(value: str | Path, url: str, dataset: str) -> Path | None:
+    """A checkpoint path, or ``best`` (the newest retrain's best) / ``previous`` (the one before it).
+
+    Workflows name checkpoints by role because their paths are only known once the run made them;
+    ``previous`` is None on a dataset's first retrain (nothing to compare with yet).
+    """
+    from curate.exceptions import CurateError
+
+    if str(value) not in ("best", "previous"):
+        return Path(value)
+    found = best_checkpoints(url, dataset)
+    index = 0 if str(value) == "best" else 1
+    if len(found) > index:
+        return found[index]
+    if str(value) == "best":
+        raise CurateError(f"dataset {dataset!r}: no finished retrain with a best checkpoint; run `curate retrain` first")
+    return None

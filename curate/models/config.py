@@ -1,0 +1,65 @@
+"""The training recipe's knobs, kept free of torch so the command line can show them in ``--help`` fast.
+
+These dataclasses are the single place a training default lives: ``curate teacher train``,
+``curate retrain`` and the workflow stages ``teacher`` and ``retrain`` all derive their options from
+them (curate/stages). The recipe for 48 px grey faces is documented in curate/models/train.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from curate.stages.spec import option
+
+__all__ = ["TrainConfig", "RetrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    arch: str = option("resnet50", "Any timm architecture.")
+    weights: str | None = option(None, "Local weights file or hub name (default: from scratch).")
+    image_size: int = option(48, "Input size in px.", minimum=16)
+    stem_stride: int | None = option(None, "Stem down-sampling 1, 2 or 4 (default: the recipe's for the arch and size).",
+                                     minimum=1, maximum=4)
+    epochs: int = option(10, "Epochs (per fold model for the teacher).", minimum=1)
+    batch_size: int = option(64, "Images per step.", minimum=1, setting="batch_size")
+    lr: float = option(2e-3, "Peak learning rate (linear warm-up, then cosine decay).", minimum=0.0)
+    weight_decay: float = option(0.05, "AdamW weight decay.", minimum=0.0)
+    optimizer: str = option("adamw", "adamw or sgd.")
+    warmup_epochs: float = option(1.0, "Epochs of linear learning-rate warm-up.", minimum=0.0)
+    label_smoothing: float = option(0.1, "Label smoothing of the cross-entropy.", minimum=0.0, maximum=1.0)
+    ema_decay: float = option(0.998, "Decay of the weight average that is evaluated and saved (0: off).", minimum=0.0, maximum=1.0)
+    tta_flip: bool = option(True, "Average predictions over the face and its mirror image.")
+    seed: int = option(0, "Seed of every random choice (resume replays the same epochs).", setting="seed")
+    workers: int = option(0, "DataLoader worker processes.", minimum=0, cli=False)
+    device: str = option("auto", "auto, cpu or cuda[:N].", setting="device")
+    max_steps_per_epoch: int | None = option(None, "Cap steps per epoch (smoke runs).", minimum=1)
+    class_weights: list[float] | None = option(None, cli=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolved_stem_stride(self) -> int | None:
+        from curate.models.factory import default_stem_stride
+
+        return self.stem_stride if self.stem_stride is not None else default_stem_stride(self.arch, self.image_size)
+
+    def preprocess(self):  # noqa: ANN201 - curate.models.preprocess.Preprocess
+        from curate.models.preprocess import Preprocess
+
+        return Preprocess(image_size=self.image_size, tta_flip=self.tta_flip)
+
+    def build_model(self, num_classes: int):  # noqa: ANN201
+        from curate.models.factory import create_model
+
+        return create_model(self.arch, num_classes, self.weights, stem_stride=self.resolved_stem_stride())
+
+
+@dataclass
+class RetrainConfig(TrainConfig):
+    arch: str = option("mobilenetv2_100", "Any timm architecture.")
+    balance: str = option("oversample", "oversample, undersample, class-weights or none.")
+    distill: bool = option(False, "Distil from the teacher (loss (1 - kd_weight) * CE + kd_weight * KD at kd_temperature).")
+    kd_temperature: float = option(2.0, "Distillation temperature.", minimum=0.1)
+    kd_weight: float = option(0.3, "Weight of the distillation term.", minimum=0.0, maximum=1.0)

@@ -1,0 +1,1 @@
+"""The dataset's static HTML report (build.py gathers, html.py renders)."""

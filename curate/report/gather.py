@@ -1,0 +1,115 @@
+"""What the report shows, read from the ledger (SQL) and FiftyOne: plain dicts, no HTML here."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any
+
+__all__ = ["class_counts", "removed_examples", "checkpoints", "fiftyone_sections"]
+
+
+def class_counts(db: Any, dataset_id: int) -> dict[str, dict[str, int]]:
+    """Per class: every ingested face, the curated working set, and the current label after review."""
+    from sqlalchemy import select
+
+    from curate.store.sql.models import CurrentLabel, Sample
+
+    counts: dict[str, dict[str, int]] = collections.defaultdict(lambda: {"ingested": 0, "curated": 0, "current": 0})
+    rows = db.execute(select(Sample.source_label, Sample.quality_rejected, CurrentLabel.label)
+                      .outerjoin(CurrentLabel, CurrentLabel.sample_id == Sample.id).where(Sample.dataset_id == dataset_id)).tuples()
+    for source, rejected, current in rows:
+        counts[source or "unlabeled"]["ingested"] += 1
+        if not rejected:
+            counts[source or "unlabeled"]["curated"] += 1
+            counts[current or "unlabeled"]["current"] += 1
+    return {k: counts[k] for k in sorted(counts)}
+
+
+def removed_examples(db: Any, dataset_id: int, reason: str, score: str, n: int) -> tuple[int, list[dict[str, Any]]]:
+    """How many faces were removed for ``reason`` and the n with the highest score (the clearest cases)."""
+    from sqlalchemy import func, select
+
+    from curate.store.sql.models import Sample
+
+    column = getattr(Sample, score)
+    where = (Sample.dataset_id == dataset_id, Sample.quality_rejected.like(f"%{reason}%"))
+    total = db.scalar(select(func.count()).select_from(Sample).where(*where)) or 0
+    rows = db.execute(select(Sample.source_path, Sample.source_label, column).where(*where).order_by(column.desc()).limit(n)).tuples()
+    return total, [{"path": p, "caption": f"{label or '?'} · {score} {value:.2f}"} for p, label, value in rows]
+
+
+def checkpoints(db: Any, dataset_id: int) -> list[dict[str, Any]]:
+    """Teacher checkpoints and the best checkpoint of each retrain, newest first, with their metrics."""
+    from sqlalchemy import or_, select
+
+    from curate.store.sql.models import Checkpoint, ModelRun
+
+    rows = db.execute(select(Checkpoint, ModelRun.kind).join(ModelRun, ModelRun.id == Checkpoint.model_run_id)
+                      .where(Checkpoint.dataset_id == dataset_id, or_(Checkpoint.is_best.is_(True), ModelRun.kind == "teacher-train"))
+                      .order_by(Checkpoint.id.desc())).tuples().all()
+    out = []
+    for ckpt, kind in rows:
+        metrics = ckpt.metrics or {}
+        where = "test" if metrics.get("test") else "val"
+        flat = metrics.get(where) or metrics if ("val" in metrics or "test" in metrics) else metrics
+        out.append({"path": ckpt.path, "name": Path(ckpt.path).parent.name + "/" + Path(ckpt.path).name, "kind": kind,
+                    "arch": ckpt.architecture, "epoch": ckpt.epoch, "created": ckpt.created_at.strftime("%Y-%m-%d %H:%M"),
+                    "split": where if ("val" in metrics or "test" in metrics) else "val",
+                    "accuracy": flat.get("accuracy"), "balanced_accuracy": flat.get("balanced_accuracy"), "macro_f1": flat.get("macro_f1"),
+                    "ece": (flat.get("ece") if flat.get("ece") is not None else None), "confusion": flat.get("confusion_matrix"),
+                    "classes": _classes(ckpt.path, flat)})
+    return out
+
+
+def _classes(path: str, metrics: dict[str, Any]) -> list[str] | None:
+    if metrics.get("labels"):
+        return list(metrics["labels"])
+    try:
+        from curate.models.checkpoint import read_sidecar
+
+        return list(read_sidecar(Path(path)).get("classes") or []) or None
+    except Exception:  # noqa: BLE001 - a moved checkpoint only loses its class names in the report
+        return None
+
+
+def fiftyone_sections(dataset: str, n: int) -> dict[str, Any]:
+    """Duplicate/leakage groups and error clusters, from the fields ingest and `curate errors` wrote."""
+    from curate.store import fo_store
+
+    fo_store.fo()
+    ds = fo_store.load_dataset(dataset, create=False)
+    schema = ds.get_field_schema()
+    fields = ["filepath", "split", "label.label"]
+    has = {name: name in schema for name in ("duplicate_group", "cross_split_duplicate", "error_cluster", "suggested_label")}
+    fields += [name for name in ("duplicate_group", "cross_split_duplicate", "error_cluster") if has[name]]
+    if has["suggested_label"]:
+        fields.append("suggested_label.label")
+    cols = dict(zip(fields, ds.values(fields)))
+    size = len(cols["filepath"])
+
+    groups: dict[int, list[int]] = collections.defaultdict(list)
+    for i, g in enumerate(cols.get("duplicate_group", [None] * size)):
+        if g is not None:
+            groups[g].append(i)
+    cross = cols.get("cross_split_duplicate", [None] * size)
+    leaking = [g for g, members in groups.items() if any(cross[i] for i in members)]
+    shown = (leaking + [g for g in groups if g not in set(leaking)])[:n]
+    dup = {"groups": len(groups), "cross_split_groups": len(leaking),
+           "examples": [{"leak": g in set(leaking), "faces": [{"path": cols["filepath"][i],
+                                                              "caption": f"{cols['split'][i]} · {cols['label.label'][i]}"}
+                                                             for i in groups[g][:4]]} for g in shown]}
+
+    clusters: dict[int, list[int]] = collections.defaultdict(list)
+    for i, c in enumerate(cols.get("error_cluster", [None] * size)):
+        if c is not None:
+            clusters[c].append(i)
+    suggested = cols.get("suggested_label.label", [None] * size)
+    err = []
+    for c, members in sorted(clusters.items(), key=lambda kv: -len(kv[1])):
+        pairs = collections.Counter((cols["label.label"][i], suggested[i]) for i in members)
+        (true, pred), count = pairs.most_common(1)[0]
+        err.append({"cluster": c, "size": len(members), "dominant": f"{true} -> {pred}", "share": count / len(members),
+                    "faces": [{"path": cols["filepath"][i], "caption": f"{cols['label.label'][i]} -> {suggested[i]}"} for i in members[:n]]})
+    views = sorted(v for v in ds.list_saved_views() if v.startswith("errors-"))
+    return {"duplicates": dup, "clusters": err, "views": views}

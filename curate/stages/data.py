@@ -1,0 +1,70 @@
+"""Stages that bring faces in: ``ingest`` and ``quality``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.stages.spec import Stage, StageContext, option
+
+KINDS = ("affectnet", "fer2013", "ckplus", "rafdb", "folder")
+
+
+@dataclass
+class IngestStageOptions:
+    kind: str = option(help="Dataset format: " + ", ".join(KINDS) + ".", cli=False)
+    root: Path = option(help="Dataset root (or the csv file for fer2013).", argument=True)
+    dataset: str | None = option(None, "Dataset name (default: settings.dataset when set, else the dataset kind).", flag="--dataset")
+    split: str = option("all", "train, val, test or all.")
+    limit: int | None = option(None, "Stop after the first N inputs.", minimum=1)
+    workers: int | None = option(None, "Decode/score processes (default: all cores).", minimum=1, setting="workers")
+    blur_max: float | None = option(None, "Remove faces with blur above this.", minimum=0.0, maximum=1.0, setting="blur_max")
+    occlusion_max: float | None = option(None, "Remove faces occluded above this.", minimum=0.0, maximum=1.0, setting="occlusion_max")
+    write_batch: int = option(1000, "Samples per FiftyOne/SQL write (bounds memory).", minimum=1)
+
+
+def run_ingest(ctx: StageContext, opts: IngestStageOptions) -> dict[str, Any]:
+    from curate.exceptions import CurateError
+    from curate.ingest.stage import IngestOptions, ingest
+
+    if opts.kind not in KINDS:
+        raise CurateError(f"ingest kind {opts.kind!r} is not one of {', '.join(KINDS)}")
+    s = ctx.settings
+    # A name set on purpose (workflow settings, env, --dataset) wins; otherwise the dataset is named after its kind.
+    name = opts.dataset or (s.dataset if s.origins.get("dataset", "default") != "default" else opts.kind)
+    options = IngestOptions(kind=opts.kind, root=ctx.path(opts.root), dataset=name, split=opts.split, limit=opts.limit,
+                            workers=s.worker_count, write_batch=opts.write_batch, blur_max=s.blur_max, occlusion_max=s.occlusion_max)
+    return ingest(options, s.database_url, s.home, progress=ctx.progress)
+
+
+@dataclass
+class QualityStageOptions:
+    dataset: str | None = option(None, "Dataset name.", setting="dataset")
+    blur_max: float | None = option(None, "Remove faces with blur above this.", minimum=0.0, maximum=1.0, setting="blur_max")
+    occlusion_max: float | None = option(None, "Remove faces occluded above this.", minimum=0.0, maximum=1.0, setting="occlusion_max")
+
+
+def run_quality(ctx: StageContext, opts: QualityStageOptions) -> dict[str, Any]:
+    from curate.quality.apply import apply_thresholds
+
+    s = ctx.settings
+    return apply_thresholds(s.dataset, s.database_url, s.blur_max, s.occlusion_max)
+
+
+def _human_ingest(r: Any) -> None:
+    from curate.commands.ingest import _human
+
+    _human(r)
+
+
+def _human_quality(r: Any) -> None:
+    from curate.commands.quality import _human
+
+    _human(r)
+
+
+INGEST = Stage("ingest", "ingest KIND", IngestStageOptions, run_ingest,
+               "Load a dataset into FiftyOne and the ledger; score blur/occlusion; find duplicates.", _human_ingest, "ingest")
+QUALITY = Stage("quality", "quality", QualityStageOptions, run_quality,
+                "Re-apply quality thresholds (settings < workflow < env < these options) to a dataset.", _human_quality)

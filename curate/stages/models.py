@@ -1,0 +1,209 @@
+"""Stages that train, apply and ship models: ``teacher``, ``prelabel``, ``retrain``, ``export``, ``compare``.
+
+The training stages' options are the recipe's own dataclasses (curate/models/config.py) plus what
+only that stage does, so a recipe default changes in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.models.config import RetrainConfig, TrainConfig
+from curate.stages.spec import Stage, StageContext, option
+
+
+def _config(cls: type, opts: Any, ctx: StageContext) -> Any:
+    """The recipe config from the stage options, machine settings filling what was not given."""
+    from curate.models.data import default_workers
+
+    s = ctx.settings
+    values = {f.name: getattr(opts, f.name) for f in dataclasses.fields(cls)}
+    values.update(batch_size=s.batch_size, device=s.device, seed=s.seed, workers=default_workers(s.device))
+    return cls(**values)
+
+
+@dataclass
+class TeacherStageOptions(TrainConfig):
+    dataset: str | None = option(None, "Dataset name.", setting="dataset")
+    batch_size: int | None = option(None, "Images per step.", minimum=1, setting="batch_size")
+    device: str | None = option(None, "auto, cpu or cuda[:N].", setting="device")
+    seed: int | None = option(None, "Seed of every random choice.", setting="seed")
+    folds: int = option(2, "K fold models (cross) or CV folds (linear).", minimum=2)
+    oof: str = option("cross", "cross (the K fold models are the teacher), linear (needs --weights) or none.")
+    out: Path | None = option(None, "Folder for run folders (default CURATE_HOME/checkpoints/<dataset>).")
+    resume: Path | None = option(None, "A teacher run folder of an interrupted run: continue where it stopped.")
+
+
+def run_teacher(ctx: StageContext, opts: TeacherStageOptions) -> dict[str, Any]:
+    from curate.prelabel.teacher import TeacherOptions, train_teacher
+
+    s = ctx.settings
+    options = TeacherOptions(dataset=s.dataset, config=_config(TrainConfig, opts, ctx), folds=opts.folds, oof=opts.oof,
+                             out=ctx.path(opts.out), resume=ctx.path(opts.resume))
+    return train_teacher(options, s.database_url, s.home, say=ctx.say, progress=ctx.progress)
+
+
+@dataclass
+class PrelabelStageOptions:
+    dataset: str | None = option(None, "Dataset name.", setting="dataset")
+    checkpoint: Path | None = option(None, "Teacher checkpoint (default: the newest registered).")
+    batch_size: int | None = option(None, "Images per inference batch.", minimum=1, setting="batch_size")
+    device: str | None = option(None, "auto, cpu or cuda[:N].", setting="device")
+
+
+def run_prelabel(ctx: StageContext, opts: PrelabelStageOptions) -> dict[str, Any]:
+    from curate.models.data import default_workers
+    from curate.prelabel.stage import prelabel
+
+    s = ctx.settings
+    return prelabel(s.dataset, s.database_url, ctx.path(opts.checkpoint), s.batch_size, s.device, default_workers(s.device), ctx.progress)
+
+
+@dataclass
+class RetrainStageOptions(RetrainConfig):
+    dataset: str | None = option(None, "Dataset name.", setting="dataset")
+    batch_size: int | None = option(None, "Images per step.", minimum=1, setting="batch_size")
+    device: str | None = option(None, "auto, cpu or cuda[:N].", setting="device")
+    seed: int | None = option(None, "Seed of every random choice.", setting="seed")
+    teacher: Path | None = option(None, "Teacher checkpoint for --distill (default: cached prelabel logits or newest teacher).")
+    resume: Path | None = option(None, "state.pt of an interrupted run: continue exactly where it stopped.")
+    out: Path | None = option(None, "Folder for run folders (default CURATE_HOME/checkpoints/<dataset>).")
+
+
+def run_retrain(ctx: StageContext, opts: RetrainStageOptions) -> dict[str, Any]:
+    from curate.exceptions import CurateError
+    from curate.models.balance import BALANCE_MODES
+    from curate.retrain.stage import RetrainOptions, run_retrain as retrain
+
+    if opts.balance not in BALANCE_MODES:
+        raise CurateError(f"balance {opts.balance!r} must be one of {', '.join(BALANCE_MODES)}")
+    s = ctx.settings
+    options = RetrainOptions(dataset=s.dataset, config=_config(RetrainConfig, opts, ctx), teacher=ctx.path(opts.teacher),
+                             resume=ctx.path(opts.resume), out=ctx.path(opts.out))
+    return retrain(options, s.database_url, s.home, say=ctx.say)
+
+
+CHECKPOINT_HELP = "A checkpoint file, or 'best' (the newest retrain's best) / 'previous' (the retrain before it)."
+
+
+@dataclass
+class ExportStageOptions:
+    checkpoint: str = option(help=CHECKPOINT_HELP, argument=True)
+    format: str = option("onnx", "Only onnx for now.")
+    int8: bool = option(False, "Also write a statically quantized INT8 model.")
+    dataset: str | None = option(None, "Dataset whose faces check and calibrate the export (default: the checkpoint's).")
+    split: str = option("test", "Samples used to check and calibrate (test, val, train, all); an empty test split falls back "
+                                "to val, then to every labeled sample.")
+    limit: int = option(512, "Faces used to check and calibrate.", minimum=1)
+    out: Path | None = option(None, "Output .onnx path (default: beside the checkpoint).")
+
+
+def run_export(ctx: StageContext, opts: ExportStageOptions) -> dict[str, Any]:
+    from curate.exceptions import CurateError
+    from curate.models.checkpoint import read_sidecar
+    from curate.models.export import export_onnx
+    from curate.retrain.registry import resolve_checkpoint
+
+    if opts.format != "onnx":
+        raise CurateError(f"format {opts.format!r}: only onnx is supported")
+    s = ctx.settings
+    checkpoint = ctx.path(resolve_checkpoint(opts.checkpoint, s.database_url, opts.dataset or s.dataset))
+    # Real faces whenever a dataset is known: the one named, else the one the checkpoint was trained on.
+    name = opts.dataset or read_sidecar(checkpoint).get("dataset")
+    rows, used = [], None
+    if name is not None:
+        for candidate in (opts.split, "val", "all") if opts.split == "test" else (opts.split,):
+            try:
+                rows = labeled_rows(s.database_url, name, candidate)
+            except CurateError:
+                if opts.dataset is not None:
+                    raise
+                break  # the checkpoint's dataset is not on this machine: random inputs
+            if rows:
+                used = candidate
+                break
+        if not rows and opts.dataset is not None:
+            raise CurateError(f"dataset {name!r}: no labeled quality-passing samples to check the export on")
+    return {**export_onnx(checkpoint, ctx.path(opts.out), opts.int8, rows[:opts.limit]), "checkpoint": str(checkpoint),
+            "checked_split": used, "checked_dataset": name if rows else None}
+
+
+def labeled_rows(url: str, dataset: str, split: str) -> list:
+    from curate.models.manifest import from_dataset
+
+    return [r for r in from_dataset(dataset, url, curated_only=True) if r.label and (split == "all" or r.split == split)]
+
+
+@dataclass
+class CompareStageOptions:
+    checkpoint_a: str = option(help="Checkpoint A. " + CHECKPOINT_HELP, argument=True)
+    checkpoint_b: str = option(help="Checkpoint B. " + CHECKPOINT_HELP, argument=True)
+    dataset: str | None = option(None, "Dataset name.", setting="dataset")
+    split: str = option("test", "Samples both checkpoints are scored on.")
+    batch_size: int | None = option(None, "Images per inference batch.", minimum=1, setting="batch_size")
+
+
+def run_compare(ctx: StageContext, opts: CompareStageOptions) -> dict[str, Any]:
+    import numpy as np
+
+    from curate.exceptions import CurateError
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.compare import mcnemar, per_class_recall_delta
+    from curate.models.infer import predict
+    from curate.models.preprocess import Preprocess
+    from curate.retrain.registry import resolve_checkpoint
+
+    s = ctx.settings
+    a, b = (resolve_checkpoint(c, s.database_url, s.dataset) for c in (opts.checkpoint_a, opts.checkpoint_b))
+    if a is None or b is None:  # 'previous' on a dataset's first retrain
+        return {"dataset": s.dataset, "skipped": "no earlier retrain to compare with (this is the first)", "a": str(a), "b": str(b)}
+    a, b = ctx.path(a), ctx.path(b)
+    rows = labeled_rows(s.database_url, s.dataset, opts.split)
+    if not rows:
+        raise CurateError(f"dataset {s.dataset!r}: no labeled quality-passing samples in split {opts.split!r}")
+    preds, classes = [], None
+    for ckpt in (a, b):
+        model, side = load_checkpoint(ckpt)
+        if classes is not None and side["classes"] != classes:
+            raise CurateError(f"{ckpt}: classes differ from {a}")
+        classes = side["classes"]
+        logits, _ = predict(model, rows, classes, Preprocess.from_dict(side["preprocess"]), s.batch_size, s.device)
+        preds.append(logits.argmax(1))
+    y = np.array([classes.index(r.label) for r in rows])
+    return {"a": str(a), "b": str(b), "dataset": s.dataset, "split": opts.split, **mcnemar(preds[0] == y, preds[1] == y),
+            "per_class": per_class_recall_delta(y, preds[0], preds[1], classes)}
+
+
+def _printer(module: str, name: str) -> Any:
+    def human(r: Any) -> None:
+        import importlib
+
+        getattr(importlib.import_module(module), name)(r)
+
+    return human
+
+
+def _compare_human(r: Any) -> None:
+    if r.summary.get("skipped"):
+        r.say(f"compare: {r.summary['skipped']}")
+        return
+    _printer("curate.commands.evaluate", "_compare_human")(r)
+
+
+TEACHER = Stage("teacher", "teacher train", TeacherStageOptions, run_teacher,
+                "Train the teacher on quality-passing labeled samples (current labels from the ledger); resumable.",
+                _printer("curate.commands.models", "_teacher_human"), "teacher")
+PRELABEL = Stage("prelabel", "prelabel", PrelabelStageOptions, run_prelabel,
+                 "Store prelabel (label, calibrated confidence, logits) and embeddings for every quality-passing sample.",
+                 _printer("curate.commands.models", "_prelabel_human"), "prelabel")
+RETRAIN = Stage("retrain", "retrain", RetrainStageOptions, run_retrain,
+                "Train balanced checkpoints on quality-passing samples; the best by validation macro-F1 is kept.",
+                _printer("curate.commands.retrain", "_human"))
+EXPORT = Stage("export", "export", ExportStageOptions, run_export,
+               "Export CHECKPOINT to ONNX, check it against torch (max abs diff), optionally quantize to INT8.",
+               _printer("curate.commands.evaluate", "_export_human"))
+COMPARE = Stage("compare", "compare", CompareStageOptions, run_compare,
+                "Paired comparison on the same samples: McNemar's exact test and per-class recall deltas.", _compare_human)
