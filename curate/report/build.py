@@ -42,6 +42,8 @@ def build_report(dataset: str, url: str, home: Path, examples: int = 12) -> dict
         models = gather.checkpoints(db, found.id)
     review = review_status(url, dataset)
     fo = gather.fiftyone_sections(dataset, examples)
+    for face in blur + occ:
+        face["path"] = fo["filepaths"].get(face.pop("uid"), "")
     page = render(dataset, counts, (blur_total, blur), (occ_total, occ), fo, review, models)
     out = report_path(home, dataset)
     out.parent.mkdir(parents=True, exist_ok=True)

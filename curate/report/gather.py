@@ -19,11 +19,24 @@ def class_counts(db: Any, dataset_id: int) -> dict[str, dict[str, int]]:
     rows = db.execute(select(Sample.source_label, Sample.quality_rejected, CurrentLabel.label)
                       .outerjoin(CurrentLabel, CurrentLabel.sample_id == Sample.id).where(Sample.dataset_id == dataset_id)).tuples()
     for source, rejected, current in rows:
-        counts[source or "unlabeled"]["ingested"] += 1
+        source = _canonical(source)
+        counts[source]["ingested"] += 1
         if not rejected:
-            counts[source or "unlabeled"]["curated"] += 1
+            counts[source]["curated"] += 1
             counts[current or "unlabeled"]["current"] += 1
     return {k: counts[k] for k in sorted(counts)}
+
+
+def _canonical(raw: str | None) -> str:
+    """The dataset's own label in the taxonomy's words ('angry' folder -> anger), as the current labels are."""
+    from curate.taxonomy import canonical
+
+    if not raw:
+        return "unlabeled"
+    try:
+        return canonical(raw)
+    except Exception:  # noqa: BLE001 - a label outside the taxonomy is shown as given
+        return raw
 
 
 def removed_examples(db: Any, dataset_id: int, reason: str, score: str, n: int) -> tuple[int, list[dict[str, Any]]]:
@@ -35,8 +48,8 @@ def removed_examples(db: Any, dataset_id: int, reason: str, score: str, n: int) 
     column = getattr(Sample, score)
     where = (Sample.dataset_id == dataset_id, Sample.quality_rejected.like(f"%{reason}%"))
     total = db.scalar(select(func.count()).select_from(Sample).where(*where)) or 0
-    rows = db.execute(select(Sample.source_path, Sample.source_label, column).where(*where).order_by(column.desc()).limit(n)).tuples()
-    return total, [{"path": p, "caption": f"{label or '?'} · {score} {value:.2f}"} for p, label, value in rows]
+    rows = db.execute(select(Sample.uid, Sample.source_label, column).where(*where).order_by(column.desc()).limit(n)).tuples()
+    return total, [{"uid": uid, "caption": f"{label or '?'} · {score} {value:.2f}"} for uid, label, value in rows]
 
 
 def checkpoints(db: Any, dataset_id: int) -> list[dict[str, Any]]:
@@ -80,11 +93,11 @@ def fiftyone_sections(dataset: str, n: int) -> dict[str, Any]:
     fo_store.fo()
     ds = fo_store.load_dataset(dataset, create=False)
     schema = ds.get_field_schema()
-    fields = ["filepath", "split", "label.label"]
-    has = {name: name in schema for name in ("duplicate_group", "cross_split_duplicate", "error_cluster", "suggested_label")}
+    fields = ["filepath", "split", "label.label", "sample_uid"]
+    has = {name: name in schema for name in ("duplicate_group", "cross_split_duplicate", "error_cluster", "suggested_label",
+                                             "checkpoint_pred")}
     fields += [name for name in ("duplicate_group", "cross_split_duplicate", "error_cluster") if has[name]]
-    if has["suggested_label"]:
-        fields.append("suggested_label.label")
+    fields += [f"{name}.label" for name in ("suggested_label", "checkpoint_pred") if has[name]]
     cols = dict(zip(fields, ds.values(fields)))
     size = len(cols["filepath"])
 
@@ -104,7 +117,8 @@ def fiftyone_sections(dataset: str, n: int) -> dict[str, Any]:
     for i, c in enumerate(cols.get("error_cluster", [None] * size)):
         if c is not None:
             clusters[c].append(i)
-    suggested = cols.get("suggested_label.label", [None] * size)
+    # What the error says the face is: cleanlab's suggestion for a label issue, else the checkpoint's prediction.
+    suggested = [s or p for s, p in zip(cols.get("suggested_label.label", [None] * size), cols.get("checkpoint_pred.label", [None] * size))]
     err = []
     for c, members in sorted(clusters.items(), key=lambda kv: -len(kv[1])):
         pairs = collections.Counter((cols["label.label"][i], suggested[i]) for i in members)
@@ -112,4 +126,5 @@ def fiftyone_sections(dataset: str, n: int) -> dict[str, Any]:
         err.append({"cluster": c, "size": len(members), "dominant": f"{true} -> {pred}", "share": count / len(members),
                     "faces": [{"path": cols["filepath"][i], "caption": f"{cols['label.label'][i]} -> {suggested[i]}"} for i in members[:n]]})
     views = sorted(v for v in ds.list_saved_views() if v.startswith("errors-"))
-    return {"duplicates": dup, "clusters": err, "views": views}
+    # The media file of each sample (a csv release's faces live under CURATE_HOME/media, not at their source path).
+    return {"duplicates": dup, "clusters": err, "views": views, "filepaths": dict(zip(cols["sample_uid"], cols["filepath"]))}
