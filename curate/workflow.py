@@ -14,6 +14,12 @@ same: each stage is keyed by a hash of the workflow's settings and the *expanded
 every stage up to it, so pointing ``${VAR}`` at another data root re-runs from the first stage it
 changes. ``force`` re-runs everything.
 Relative paths in stage parameters are relative to the workflow file.
+
+A stage that needs people (``wait_review``) raises ``StageWaiting``: the run is recorded as
+``waiting`` with that stage's summary (including how many tasks were decided when the wait began),
+and the next run resumes at it, counting reviews from that baseline. Stages and their options come
+from ``curate.stages`` (declared once, shared with the command line); every stage's options are
+checked before the first one runs.
 """
 
 from __future__ import annotations
@@ -162,9 +168,9 @@ def _refresh_report(ctx: Any, say: Callable[[str], None] | None) -> None:
 
     try:
         build_report(ctx.settings.dataset, ctx.settings.database_url, ctx.settings.home)
-    except CurateError as exc:
+    except Exception as exc:  # noqa: BLE001 - the report is a view of the stores: it must never fail the stage it follows
         if say:
-            say(f"warning: the report was not updated: {exc}")
+            say(f"warning: the report was not updated: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
 def _chain_keys(settings: dict[str, Any], stages: list[tuple[str, dict[str, Any]]]) -> list[str]:

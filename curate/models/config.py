@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from curate.stages.spec import option
+from curate.options import option
 
 __all__ = ["TrainConfig", "RetrainConfig"]
 

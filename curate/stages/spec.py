@@ -25,18 +25,9 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 from curate.exceptions import CurateError
+from curate.options import option
 
 __all__ = ["Stage", "StageContext", "option", "options_from_params", "resolve_settings", "typer_command"]
-
-
-def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, minimum: float | None = None,  # noqa: A002
-           maximum: float | None = None, argument: bool = False, setting: str | None = None, cli: bool = True,
-           default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with what the command line and the workflow need to know about it."""
-    meta = {"help": help, "flag": flag, "min": minimum, "max": maximum, "argument": argument, "setting": setting, "cli": cli}
-    if default_factory is not dataclasses.MISSING:
-        return field(default_factory=default_factory, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass
