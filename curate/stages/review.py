@@ -35,8 +35,9 @@ def run_labelstudio(ctx: StageContext, opts: LabelStudioStageOptions) -> dict[st
     root = ctx.path(opts.data_root)
     if root is None:
         root = dataset_root(s.database_url, s.dataset)
-        if root is None:
-            raise CurateError(f"dataset {s.dataset!r} has no recorded image root; pass data_root (--data-root)")
+        if root is None:  # no silent default to the current folder
+            raise CurateError(f"dataset {s.dataset!r} is not ingested here, so its image folder is unknown; pass --data-root DIR "
+                              "(data_root in a workflow)")
     return server.serve(s.home, opts.port, root, say=ctx.say)
 
 
@@ -44,6 +45,7 @@ def dataset_root(url: str, dataset: str) -> Path | None:
     """The folder the dataset was ingested from (its csv's folder for a csv release)."""
     from curate.store.sql import ledger, session
 
+    session.require_schema(url)  # a fresh home has no ledger yet: the embedded default creates it, as every stage does
     with session.session_scope(url) as db:
         found = ledger.find_dataset(db, dataset)
         root = Path(found.root) if found is not None and found.root else None
