@@ -82,6 +82,7 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     """
     from sqlalchemy import select
 
+    from curate.report.build import report_path
     from curate.stages import StageContext, StageWaiting
     from curate.stages.spec import options_from_params, resolve_settings
     from curate.store.sql import session
@@ -140,7 +141,7 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
             _save(settings.database_url, run_id, results, "waiting")
             _refresh_report(ctx, say)
             return {"workflow": name, "run_id": run_id, "status": "waiting", "resumed_stages": sorted(finished), "stages": results,
-                    "waiting": {"stage": key, **wait.summary}, "report": _report_path(ctx)}
+                    "waiting": {"stage": key, **wait.summary}, "report": str(report_path(ctx.settings.home, ctx.settings.dataset))}
         except CurateError:
             _save(settings.database_url, run_id, results, "failed")
             raise
@@ -149,17 +150,11 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
         if spec.name != "report":
             _refresh_report(ctx, say)
     _save(settings.database_url, run_id, results, "done", finished_at=utcnow())
-    ctx_dataset = resolve_settings(STAGES[names[-1]], options_from_params(STAGES[names[-1]], expanded[-1], str(path)), settings).dataset
+    # The dataset the loop ends on (the last stage's, even when every stage resumed and none ran now).
+    last = STAGES[names[-1]]
+    dataset = resolve_settings(last, options_from_params(last, expanded[-1], str(path)), settings).dataset
     return {"workflow": name, "run_id": run_id, "status": "done", "resumed_stages": sorted(finished), "stages": results,
-            "dataset": ctx_dataset, "report": str(_report_file(settings.home, ctx_dataset))}
-
-
-def _report_file(home: Path, dataset: str) -> Path:
-    return home / "reports" / dataset / "index.html"
-
-
-def _report_path(ctx: Any) -> str:
-    return str(_report_file(ctx.settings.home, ctx.settings.dataset))
+            "dataset": dataset, "report": str(report_path(settings.home, dataset))}
 
 
 def _refresh_report(ctx: Any, say: Callable[[str], None] | None) -> None:

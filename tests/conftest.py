@@ -239,3 +239,11 @@ def label_studio(label_studio_template: Path) -> Iterator:
     yield start
     for home in started:
         server.stop(home)
+
+
+def headless_chromium() -> tuple[str, object]:
+    """(the system Chromium, playwright's sync_playwright) for tests that look at a page as a person would."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        missing_real_part("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
+    return chromium, pytest.importorskip("playwright.sync_api").sync_playwright

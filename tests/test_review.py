@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import builders
-from tests.conftest import missing_real_part, _free_port, ingest_unfiltered, last_json, run_cli, sql_rows, wait_for
+from tests.conftest import _free_port, ingest_unfiltered, last_json, run_cli, sql_rows, wait_for
 
 _ids = itertools.count()
 
@@ -328,13 +328,11 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
 def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     """Headless Chromium logs in through the real login form and opens a pushed task, as a reviewer would."""
     import json
-    import shutil
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        missing_real_part("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     from curate.taxonomy import EMOTIONS
+    from tests.conftest import headless_chromium
+
+    chromium, sync_playwright = headless_chromium()
     from tests.conftest import REPO
 
     setup = _review_dataset(tmp_path)

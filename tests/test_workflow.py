@@ -216,16 +216,9 @@ def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_aft
 
 def _look_at_the_report(report: Path) -> None:
     """Headless Chromium opens the report as a person would: every section there, every thumbnail decoded."""
-    import shutil
+    from tests.conftest import REPO, headless_chromium
 
-    import pytest
-
-    from tests.conftest import REPO, missing_real_part
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        missing_real_part("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    chromium, sync_playwright = headless_chromium()
     shot = REPO / "artifacts" / "report.png"
     shot.parent.mkdir(exist_ok=True)
     with sync_playwright() as p:

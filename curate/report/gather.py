@@ -64,13 +64,13 @@ def checkpoints(db: Any, dataset_id: int) -> list[dict[str, Any]]:
     out = []
     for ckpt, kind in rows:
         metrics = ckpt.metrics or {}
-        where = "test" if metrics.get("test") else "val"
-        flat = metrics.get(where) or metrics if ("val" in metrics or "test" in metrics) else metrics
+        # A teacher stores {"val": ..., "test": ..., "ece": ...}; a retrain epoch its validation metrics flat.
+        split = "test" if metrics.get("test") else "val"
+        flat = (metrics.get(split) or {}) if ("val" in metrics or "test" in metrics) else metrics
         out.append({"path": ckpt.path, "name": Path(ckpt.path).parent.name + "/" + Path(ckpt.path).name, "kind": kind,
                     "arch": ckpt.architecture, "epoch": ckpt.epoch, "created": ckpt.created_at.strftime("%Y-%m-%d %H:%M"),
-                    "split": where if ("val" in metrics or "test" in metrics) else "val",
-                    "accuracy": flat.get("accuracy"), "balanced_accuracy": flat.get("balanced_accuracy"), "macro_f1": flat.get("macro_f1"),
-                    "ece": (flat.get("ece") if flat.get("ece") is not None else None), "confusion": flat.get("confusion_matrix"),
+                    "split": split, "accuracy": flat.get("accuracy"), "balanced_accuracy": flat.get("balanced_accuracy"),
+                    "macro_f1": flat.get("macro_f1"), "ece": flat.get("ece"), "confusion": flat.get("confusion_matrix"),
                     "classes": _classes(ckpt.path, flat)})
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from curate.stages.spec import Stage, StageContext, option
+from curate.stages.spec import Stage, StageContext, option, printer
 
 VIZ = ("pca", "tsne", "umap", "none")
 
@@ -45,19 +45,14 @@ def run_report(ctx: StageContext, opts: ReportStageOptions) -> dict[str, Any]:
     return build_report(s.dataset, s.database_url, s.home, examples=opts.examples)
 
 
-def _errors_human(r: Any) -> None:
-    from curate.commands.errors import _human
-
-    _human(r)
-
-
 def _report_human(r: Any) -> None:
     s = r.summary
     r.say(f"report: {s['report']}  (open it in a browser; browse the faces with `curate app --dataset {s['dataset']}`)")
 
 
 ERRORS = Stage("errors", "errors", ErrorsStageOptions, run_errors,
-               "Label issues (cleanlab), checkpoint mistakes, error clusters as saved views, embedding visualization.", _errors_human)
+               "Label issues (cleanlab), checkpoint mistakes, error clusters as saved views, embedding visualization.",
+               printer("curate.commands.errors", "_human"))
 REPORT = Stage("report", "report", ReportStageOptions, run_report,
                "Write the dataset's HTML report (counts, removed faces, duplicates, review, models, error clusters); print its path.",
                _report_human)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.stages.spec import Stage, StageContext, option
+from curate.stages.spec import Stage, StageContext, option, printer
 
 KINDS = ("affectnet", "fer2013", "ckplus", "rafdb", "folder")
 
@@ -52,19 +52,8 @@ def run_quality(ctx: StageContext, opts: QualityStageOptions) -> dict[str, Any]:
     return apply_thresholds(s.dataset, s.database_url, s.blur_max, s.occlusion_max)
 
 
-def _human_ingest(r: Any) -> None:
-    from curate.commands.ingest import _human
-
-    _human(r)
-
-
-def _human_quality(r: Any) -> None:
-    from curate.commands.quality import _human
-
-    _human(r)
-
-
 INGEST = Stage("ingest", "ingest KIND", IngestStageOptions, run_ingest,
-               "Load a dataset into FiftyOne and the ledger; score blur/occlusion; find duplicates.", _human_ingest, "ingest")
+               "Load a dataset into FiftyOne and the ledger; score blur/occlusion; find duplicates.", printer("curate.commands.ingest", "_human"), "ingest")
 QUALITY = Stage("quality", "quality", QualityStageOptions, run_quality,
-                "Re-apply quality thresholds (settings < workflow < env < these options) to a dataset.", _human_quality)
+                "Re-apply quality thresholds (settings < workflow < env < these options) to a dataset.",
+                printer("curate.commands.quality", "_human"))

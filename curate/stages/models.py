@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.models.config import RetrainConfig, TrainConfig
-from curate.stages.spec import Stage, StageContext, option
+from curate.stages.spec import Stage, StageContext, option, printer
 
 
 def _config(cls: type, opts: Any, ctx: StageContext) -> Any:
@@ -26,11 +26,18 @@ def _config(cls: type, opts: Any, ctx: StageContext) -> Any:
 
 
 @dataclass
-class TeacherStageOptions(TrainConfig):
+class _FromSettings:
+    """The training stages' machine knobs: not given means the settings' value (settings < workflow < env < option),
+    where the recipe dataclass alone would pin its own default."""
+
     dataset: str | None = option(None, "Dataset name.", setting="dataset")
     batch_size: int | None = option(None, "Images per step.", minimum=1, setting="batch_size")
     device: str | None = option(None, "auto, cpu or cuda[:N].", setting="device")
     seed: int | None = option(None, "Seed of every random choice.", setting="seed")
+
+
+@dataclass
+class TeacherStageOptions(_FromSettings, TrainConfig):
     folds: int = option(2, "K fold models (cross) or CV folds (linear).", minimum=2)
     oof: str = option("cross", "cross (the K fold models are the teacher), linear (needs --weights) or none.")
     out: Path | None = option(None, "Folder for run folders (default CURATE_HOME/checkpoints/<dataset>).")
@@ -63,11 +70,7 @@ def run_prelabel(ctx: StageContext, opts: PrelabelStageOptions) -> dict[str, Any
 
 
 @dataclass
-class RetrainStageOptions(RetrainConfig):
-    dataset: str | None = option(None, "Dataset name.", setting="dataset")
-    batch_size: int | None = option(None, "Images per step.", minimum=1, setting="batch_size")
-    device: str | None = option(None, "auto, cpu or cuda[:N].", setting="device")
-    seed: int | None = option(None, "Seed of every random choice.", setting="seed")
+class RetrainStageOptions(_FromSettings, RetrainConfig):
     teacher: Path | None = option(None, "Teacher checkpoint for --distill (default: cached prelabel logits or newest teacher).")
     resume: Path | None = option(None, "state.pt of an interrupted run: continue exactly where it stopped.")
     out: Path | None = option(None, "Folder for run folders (default CURATE_HOME/checkpoints/<dataset>).")
@@ -177,33 +180,24 @@ def run_compare(ctx: StageContext, opts: CompareStageOptions) -> dict[str, Any]:
             "per_class": per_class_recall_delta(y, preds[0], preds[1], classes)}
 
 
-def _printer(module: str, name: str) -> Any:
-    def human(r: Any) -> None:
-        import importlib
-
-        getattr(importlib.import_module(module), name)(r)
-
-    return human
-
-
 def _compare_human(r: Any) -> None:
     if r.summary.get("skipped"):
         r.say(f"compare: {r.summary['skipped']}")
         return
-    _printer("curate.commands.evaluate", "_compare_human")(r)
+    printer("curate.commands.evaluate", "_compare_human")(r)
 
 
 TEACHER = Stage("teacher", "teacher train", TeacherStageOptions, run_teacher,
                 "Train the teacher on quality-passing labeled samples (current labels from the ledger); resumable.",
-                _printer("curate.commands.models", "_teacher_human"), "teacher")
+                printer("curate.commands.models", "_teacher_human"), "teacher")
 PRELABEL = Stage("prelabel", "prelabel", PrelabelStageOptions, run_prelabel,
                  "Store prelabel (label, calibrated confidence, logits) and embeddings for every quality-passing sample.",
-                 _printer("curate.commands.models", "_prelabel_human"), "prelabel")
+                 printer("curate.commands.models", "_prelabel_human"), "prelabel")
 RETRAIN = Stage("retrain", "retrain", RetrainStageOptions, run_retrain,
                 "Train balanced checkpoints on quality-passing samples; the best by validation macro-F1 is kept.",
-                _printer("curate.commands.retrain", "_human"))
+                printer("curate.commands.retrain", "_human"))
 EXPORT = Stage("export", "export", ExportStageOptions, run_export,
                "Export CHECKPOINT to ONNX, check it against torch (max abs diff), optionally quantize to INT8.",
-               _printer("curate.commands.evaluate", "_export_human"))
+               printer("curate.commands.evaluate", "_export_human"))
 COMPARE = Stage("compare", "compare", CompareStageOptions, run_compare,
                 "Paired comparison on the same samples: McNemar's exact test and per-class recall deltas.", _compare_human)

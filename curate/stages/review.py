@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.stages.spec import Stage, StageContext, option
+from curate.stages.spec import Stage, StageContext, option, printer
 
 
 class StageWaiting(Exception):  # noqa: N818 - a state, not a failure
@@ -128,20 +128,11 @@ def _where_to_review(ctx: StageContext) -> dict[str, Any]:
             "server_running": bool(state.get("running"))}
 
 
-def _printer(module: str, name: str) -> Any:
-    def human(r: Any) -> None:
-        import importlib
-
-        getattr(importlib.import_module(module), name)(r)
-
-    return human
-
-
 def _serve_human(r: Any) -> None:
     if r.summary.get("remote"):
         r.say(f"Label Studio: {r.summary['url']} ({r.summary['note']})")
         return
-    _printer("curate.commands.labelstudio", "_serve_human")(r)
+    printer("curate.commands.labelstudio", "_serve_human")(r)
 
 
 def _wait_human(r: Any) -> None:
@@ -154,9 +145,9 @@ LABELSTUDIO = Stage("labelstudio", "labelstudio serve", LabelStudioStageOptions,
                     "Install (first use), start and wait for Label Studio on 127.0.0.1; print the URL and how to log in.", _serve_human)
 REVIEW_PUSH = Stage("review_push", "review push", PushStageOptions, run_push,
                     "Create review tasks for uncertain samples and likely label errors, with the model's guess pre-selected.",
-                    _printer("curate.commands.review", "_push_human"), "push")
+                    printer("curate.commands.review", "_push_human"), "push")
 REVIEW_PULL = Stage("review_pull", "review pull", PullStageOptions, run_pull,
                     "Record completed reviews as human label events and mirror them into FiftyOne (safe to repeat).",
-                    _printer("curate.commands.review", "_pull_human"))
+                    printer("curate.commands.review", "_pull_human"))
 WAIT_REVIEW = Stage("wait_review", "review wait", WaitStageOptions, run_wait,
                     "Pull what people reviewed; go on once enough was, else record the run as waiting.", _wait_human)

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Callable, Optional
 from curate.exceptions import CurateError
 from curate.options import option
 
-__all__ = ["Stage", "StageContext", "option", "options_from_params", "resolve_settings", "typer_command"]
+__all__ = ["Stage", "StageContext", "option", "options_from_params", "printer", "resolve_settings", "typer_command"]
 
 
 @dataclass
@@ -177,6 +177,18 @@ def typer_command(stage: Stage, fixed: dict[str, Any] | None = None, doc: str | 
     command.__doc__ = doc or stage.help
     command.__name__ = stage.name
     return command
+
+
+def printer(module: str, name: str) -> Callable[[Any], None]:
+    """A summary printer that lives in a command module, imported only when a summary is printed
+    (the declarations stay importable without typer and rich)."""
+
+    def human(r: Any) -> None:
+        import importlib
+
+        getattr(importlib.import_module(module), name)(r)
+
+    return human
 
 
 def _default_human(r: Any) -> None:
