@@ -39,6 +39,28 @@ def test_likely_errors_first_within_a_class_and_rare_classes_are_not_starved() -
     assert [r.uid for r in queue[:3]] == ["h00", "f0", "d0"]
 
 
+def test_each_routing_strategy_orders_its_own_candidates() -> None:
+    cands = [
+        Candidate("sure-ok", "happy", "happy", 0.97, label_quality=0.95),
+        Candidate("unsure", "happy", "happy", 0.6, label_quality=0.6),
+        Candidate("flag-mild", "sad", "happy", 0.95, label_issue=True, label_quality=0.3),
+        Candidate("flag-bad", "sad", "happy", 0.95, label_issue=True, label_quality=0.05),
+        Candidate("rare-unsure", "disgust", "disgust", 0.5, label_quality=0.5),
+    ]
+    uids = lambda strategy, **kw: [r.uid for r in route(cands, 0.9, strategy=strategy, **kw)]  # noqa: E731
+    assert uids("confidence") == ["rare-unsure", "unsure"], "below the threshold only, lowest confidence first"
+    assert uids("label_issues") == ["flag-bad", "flag-mild"], "flags only, worst label quality first"
+    assert uids("likelihood") == ["flag-bad", "flag-mild", "rare-unsure", "unsure"], "no class dealing"
+    assert uids("curate")[:2] == ["flag-bad", "rare-unsure"], "one per class first: sad's worst, then disgust (0.5) before happy (0.4)"
+    assert sorted(uids("random")) == sorted(c.uid for c in cands), "random sends every face"
+    assert uids("random", seed=1) != uids("random", seed=2), "the seed changes the order"
+    assert [r.uid for r in route(list(reversed(cands)), 0.9, strategy="random", seed=3)] == uids("random", seed=3), \
+        "the random order does not depend on the order samples are listed in"
+    assert uids("likelihood", limit=2, exclude={"flag-bad"}) == ["flag-mild", "rare-unsure"]
+    with pytest.raises(ValueError, match="unknown routing"):
+        route(cands, 0.9, strategy="smart")
+
+
 def test_error_likelihood_uses_the_best_evidence() -> None:
     assert error_likelihood(Candidate("a", "happy", "sad", 0.8)) == pytest.approx(0.8)  # model disagrees
     assert error_likelihood(Candidate("b", "happy", "happy", 0.8)) == pytest.approx(0.2)  # model agrees
@@ -137,3 +159,12 @@ def test_upload_opens_only_files_still_inside_the_image_root(tmp_path) -> None: 
     os.symlink(outside, root / "sub")  # the folder became a link
     with pytest.raises(CurateError, match="outside the dataset's image roots"):
         open_inside(root / "sub" / "face.png", [root])
+
+
+def test_project_titles_fit_label_studio_and_stay_distinct() -> None:
+    from curate.review.project import TITLE_MAX, project_title
+
+    assert project_title("fer2013") == "curate: fer2013"
+    a, b = project_title("a_long_dataset_name_from_a_benchmark_run_number_one"), project_title("a_long_dataset_name_from_a_benchmark_run_number_two")
+    assert len(a) <= TITLE_MAX and len(b) <= TITLE_MAX and a != b
+    assert a == project_title("a_long_dataset_name_from_a_benchmark_run_number_one"), "found again by the same title"

@@ -21,8 +21,19 @@ FROM_NAME = "emotion"
 TO_NAME = "image"
 
 
+TITLE_MAX = 50  # Label Studio refuses longer project titles (HTTP 400)
+
+
 def project_title(dataset: str) -> str:
-    return f"curate: {dataset}"
+    """The project of a dataset, found again by this title. Long names keep their start and gain a
+    digest of the whole name, so two long names that share a start still get two projects."""
+    title = f"curate: {dataset}"
+    if len(title) <= TITLE_MAX:
+        return title
+    import hashlib
+
+    digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
+    return f"{title[:TITLE_MAX - len(digest) - 2]}~ {digest}"
 
 
 def label_config() -> str:

@@ -19,7 +19,7 @@ from curate.review import project as proj
 from curate.review.client import ReviewServer
 from curate.review.lock import review_lock
 from curate.review.records import PushedTask
-from curate.review.routing import Candidate, Routed, route
+from curate.review.routing import STRATEGIES, Candidate, Routed, route
 
 __all__ = ["push", "adopt_orphans", "image_roots"]
 
@@ -172,8 +172,11 @@ def ensure_project(server: ReviewServer, dataset: str) -> tuple[int, bool]:
 
 
 def push(settings, dataset: str, threshold: float, limit: int | None, batch_size: int = 100,  # noqa: ANN001, PLR0913
-         progress: Callable[[int], None] | None = None, annotators: int | None = None) -> dict[str, Any]:
-    """Route, screen and send; ``annotators`` sets how many people label each task (Label Studio's overlap)."""
+         progress: Callable[[int], None] | None = None, annotators: int | None = None, routing: str = "curate") -> dict[str, Any]:
+    """Route, screen and send; ``annotators`` sets how many people label each task (Label Studio's overlap),
+    ``routing`` which faces go first (curate.review.routing)."""
+    if routing not in STRATEGIES:
+        raise CurateError(f"--routing {routing!r}: unknown; one of {', '.join(STRATEGIES)}")
     from curate.review.client import connect
     from curate.review.mirror import mirror_from_ledger
     from curate.review.records import known_tasks, record_pushed, sample_ids
@@ -200,7 +203,7 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
         with session.session_scope(url) as db:
             adopted = adopt_orphans(server.iter_tasks(project), db, dataset_id, project)
             in_review = set(known_tasks(db, dataset_id, project))
-        queue = route(candidates, threshold, exclude=in_review, limit=None)
+        queue = route(candidates, threshold, exclude=in_review, limit=None, strategy=routing)
         roots = image_roots(dataset_root, settings.home, dataset)
         files_root = Path(os.path.realpath(server.endpoint.files_root)) if server.endpoint.files_root else None
         sendable, refused = _screen(queue, filepaths, roots, limit)
@@ -226,7 +229,7 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
     mirror_from_ledger(url, settings.home, dataset, dataset_id, project)
     routed = [item for item, _ in sendable]
     return {
-        "dataset": dataset, "server": server.url, "project": project, "project_created": created, "threshold": threshold,
+        "dataset": dataset, "server": server.url, "project": project, "project_created": created, "threshold": threshold, "routing": routing,
         "queued": len(queue), "already_in_review": len(in_review), "adopted_from_interrupted_push": adopted,
         "pushed": len(pushed), "left_in_queue": len(queue) - len(routed) - len(refused), "refused": refused,
         "by_reason": dict(Counter(r.reason for r in routed).most_common()), "by_class": dict(Counter(r.group for r in routed).most_common()), "images": images.counts,

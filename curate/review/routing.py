@@ -10,14 +10,22 @@ cleanlab flags its label as a likely error. Ordering has two goals that pull apa
 So candidates are dealt round-robin over classes (the current label, else the model's), each class
 in order of error likelihood, and within one round the likelier errors come first. With a limit of
 N and k classes, every class with candidates gets about N/k places.
+
+Other strategies exist so they can be measured against this one (bench/curation.py) and chosen with
+``curate review push --routing``: ``likelihood`` (the same candidates, likeliest errors first, no
+class dealing), ``confidence`` (teacher confidence below the threshold, lowest first),
+``label_issues`` (cleanlab's flags only, worst first) and ``random`` (every face, seeded order).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-__all__ = ["Candidate", "Routed", "error_likelihood", "route"]
+__all__ = ["Candidate", "Routed", "error_likelihood", "route", "STRATEGIES"]
+
+STRATEGIES = ("curate", "likelihood", "confidence", "label_issues", "random")
 
 
 @dataclass(frozen=True)
@@ -62,12 +70,41 @@ def _reason(c: Candidate, threshold: float) -> str | None:
     return "+".join(reasons) or None
 
 
-def route(candidates: list[Candidate], threshold: float, exclude: set[str] = frozenset(), limit: int | None = None) -> list[Routed]:
-    """The review queue: routed candidates not in ``exclude``, fairly ordered, at most ``limit``."""
+def _seeded_rank(uid: str, seed: int) -> str:
+    """A random but reproducible order that does not depend on the order samples are listed in."""
+    return hashlib.sha256(f"{seed}:{uid}".encode()).hexdigest()
+
+
+def _ranked(candidates: list[Candidate], threshold: float, strategy: str, seed: int) -> list[Routed]:
+    """The single-list strategies, best first."""
+    routed: list[tuple[object, Routed]] = []
+    for c in candidates:
+        group = c.label or c.model_label or "unlabeled"
+        if strategy == "random":
+            routed.append((_seeded_rank(c.uid, seed), Routed(c.uid, "random", 0.0, group)))
+        elif strategy == "confidence" and c.confidence is not None and c.confidence < threshold:
+            routed.append(((c.confidence, c.uid), Routed(c.uid, "low_confidence", 1.0 - c.confidence, group)))
+        elif strategy == "label_issues" and c.label_issue:
+            quality = c.label_quality if c.label_quality is not None else 0.0
+            routed.append(((quality, c.uid), Routed(c.uid, "label_issue", 2.0 - quality, group)))
+        elif strategy == "likelihood" and (reason := _reason(c, threshold)) is not None:
+            priority = error_likelihood(c) + (1.0 if c.label_issue else 0.0)
+            routed.append(((-priority, c.uid), Routed(c.uid, reason, priority, group)))
+    routed.sort(key=lambda t: t[0])
+    return [r for _, r in routed]
+
+
+def route(candidates: list[Candidate], threshold: float, exclude: set[str] = frozenset(), limit: int | None = None,
+          strategy: str = "curate", seed: int = 0) -> list[Routed]:
+    """The review queue: routed candidates not in ``exclude``, in ``strategy``'s order, at most ``limit``."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown routing {strategy!r}; one of {', '.join(STRATEGIES)}")
+    candidates = [c for c in candidates if c.uid not in exclude]
+    if strategy != "curate":
+        ordered = _ranked(candidates, threshold, strategy, seed)
+        return ordered[:limit] if limit is not None else ordered
     queues: dict[str, list[Routed]] = defaultdict(list)
     for c in candidates:
-        if c.uid in exclude:
-            continue
         reason = _reason(c, threshold)
         if reason is None:
             continue

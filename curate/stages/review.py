@@ -60,13 +60,16 @@ class PushStageOptions:
     limit: int | None = option(None, "Push at most N tasks (most likely errors first, classes dealt fairly).", minimum=1)
     batch_size: int = option(100, "Tasks per import request.", minimum=1)
     annotators: int | None = option(None, "People who label each task (majority wins; ties are flagged).", minimum=1)
+    routing: str = option("curate", "Which faces go first: curate (likeliest errors, classes dealt fairly), likelihood (likeliest "
+                                    "errors), confidence, label_issues or random (bench/curation.py compares them).")
 
 
 def run_push(ctx: StageContext, opts: PushStageOptions) -> dict[str, Any]:
     from curate.review.push import push
 
     s = ctx.settings
-    return push(s, s.dataset, s.review_threshold, opts.limit, opts.batch_size, ctx.progress, annotators=opts.annotators)
+    return push(s, s.dataset, s.review_threshold, opts.limit, opts.batch_size, ctx.progress, annotators=opts.annotators,
+                routing=opts.routing)
 
 
 @dataclass
