@@ -187,3 +187,24 @@ def test_near_chance_probabilities_flag_nothing_and_say_so_in_one_line(tmp_path:
         assert umap.returncode == 2 and len(lines) == 1 and "umap" in lines[0] and "Traceback" not in umap.stderr, umap.stderr
     else:
         assert umap.returncode == 0
+
+
+def test_errors_on_unlabeled_faces_flags_nothing_instead_of_crashing(tmp_path: Path) -> None:
+    """Pre-labeling unlabeled faces (teacher probabilities, no labels) used to end in a numpy reshape
+    traceback, then in FiftyOne refusing to type an empty field: found by bench/curation.py."""
+    from tests.conftest import last_json, run_cli
+
+    for i in range(6):
+        builders.write_image(tmp_path / "faces" / "batch" / f"u{i}.jpg", builders.face(900 + i))
+    name, home, _ = ingest_unfiltered(tmp_path, "folder", tmp_path / "faces", f"unlab{os.getpid()}")
+    from curate.store.fo_store import load_dataset
+
+    ds = load_dataset(name, create=False)
+    rng = np.random.default_rng(1)
+    oof = {u: rng.dirichlet(np.ones(8)).tolist() for u in ds.values("sample_uid")}
+    assert oof and all(label is None for label in ds.values("label.label")), "the builder's faces are unlabeled"
+    ds.set_values("prelabel_oof", oof, key_field="sample_uid")
+    proc = run_cli("errors", "--dataset", name, "--json", env={"CURATE_HOME": str(home)})
+    s = last_json(proc)
+    assert s["with_oof"] == 0 and s["label_issues"] == 0 and "Traceback" not in proc.stderr
+    assert s["probability_quality"]["samples"] == 0

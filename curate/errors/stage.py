@@ -69,14 +69,15 @@ def analyze_errors(dataset: str, url: str, checkpoint: Path | None = None, k: in
     quality: list[float | None] = [None] * n
     have = [i for i in range(n) if cols["label.label"][i] in index and cols.get("prelabel_oof", [None] * n)[i] is not None]
     quality_of_probs = probability_quality(np.array([index[cols["label.label"][i]] for i in have], dtype=int),
-                                           np.array([cols["prelabel_oof"][i] for i in have]).reshape(len(have), -1), list(EMOTIONS))
+                                           np.array([cols["prelabel_oof"][i] for i in have]).reshape(len(have), len(EMOTIONS)), list(EMOTIONS))
     caution = warning(quality_of_probs, "label issues are not flagged") if have else None
     if have and quality_of_probs["trusted"]:
         found = label_issues(np.array([index[cols["label.label"][i]] for i in have]), np.array([cols["prelabel_oof"][i] for i in have]))
         for j, i in enumerate(have):
             issue[i], quality[i], suggested[i] = bool(found.is_issue[j]), float(found.quality[j]), EMOTIONS[int(found.suggested[j])]
     ids = cols["id"]
-    ds.set_values("label_issue", {ids[i]: bool(issue[i]) for i in have}, key_field="id")
+    if have:  # unlabeled faces have nothing for cleanlab to check (and FiftyOne cannot type a field from no values)
+        ds.set_values("label_issue", {ids[i]: bool(issue[i]) for i in have}, key_field="id")
     if have and quality_of_probs["trusted"]:
         ds.set_values("label_quality", {ids[i]: quality[i] for i in have}, key_field="id")
         ds.set_values("suggested_label", {ids[i]: f.Classification(label=suggested[i]) for i in have}, key_field="id")

@@ -49,4 +49,4 @@ def dataset_probability_quality(dataset: str, current: dict[str, str]) -> dict[s
     index = {c: i for i, c in enumerate(EMOTIONS)}
     pairs = [(index[current[u]], p) for u, p in zip(*view.values(["sample_uid", "prelabel_oof"])) if p is not None and current.get(u) in index]
     labels = np.array([y for y, _ in pairs], dtype=int)
-    return probability_quality(labels, np.array([p for _, p in pairs]).reshape(len(pairs), -1), list(EMOTIONS))
+    return probability_quality(labels, np.array([p for _, p in pairs]).reshape(len(pairs), len(EMOTIONS)), list(EMOTIONS))

@@ -84,9 +84,10 @@ def prelabel_run(url: str, dataset: str, arch: str, digest: str, params: dict[st
 
 
 def store_prelabels(url: str, dataset: str, run_id: int, digest: str, uids: Sequence[str], labels: Sequence[str],
-                    confidences: np.ndarray, logits: np.ndarray, embeddings: np.ndarray) -> None:
+                    confidences: np.ndarray, logits: np.ndarray, embeddings: np.ndarray | None) -> None:
     """One chunk of pre-labels: FiftyOne fields and model label events (deduplicated by key, so a re-run or
-    a chunk stored twice after a crash adds nothing). Called per chunk so memory stays flat with dataset size."""
+    a chunk stored twice after a crash adds nothing). Called per chunk so memory stays flat with dataset size.
+    ``embeddings`` None: predictions that come without them (e.g. a re-fit on top of the teacher's probabilities)."""
     from curate.store import fo_store
     from curate.store.sql import ledger, session
     from curate.store.sql.models import Sample
@@ -96,7 +97,8 @@ def store_prelabels(url: str, dataset: str, run_id: int, digest: str, uids: Sequ
     values = {u: f.Classification(label=l, confidence=float(c), logits=lg.astype(float).tolist())
               for u, l, c, lg in zip(uids, labels, confidences, logits)}
     ds.set_values("prelabel", values, key_field="sample_uid")
-    ds.set_values("embedding", {u: e.astype(np.float32) for u, e in zip(uids, embeddings)}, key_field="sample_uid")
+    if embeddings is not None:
+        ds.set_values("embedding", {u: e.astype(np.float32) for u, e in zip(uids, embeddings)}, key_field="sample_uid")
     with session.session_scope(url) as db:
         found = ledger.find_dataset(db, dataset)
         id_of = dict(db.query(Sample.uid, Sample.id).filter(Sample.dataset_id == found.id, Sample.uid.in_(list(uids))).all()) if found else {}
