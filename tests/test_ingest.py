@@ -297,3 +297,21 @@ def test_affectnet_class_folders_with_a_non_emotion_folder_keep_those_faces_unla
     s = _ingest_inprocess("affectnet", built.root, curate_home)
     assert s["ingested"] == len(built.expected) + 1 and s["no_emotion"] == {}
     assert _labels_by_path(s["dataset"], built.root)["Train/misc/x.jpg"] == (None, "train")
+
+
+def test_a_fiftyone_dataset_left_by_another_home_is_refused_in_one_line(tmp_path: Path) -> None:
+    """FiftyOne's database outlives a CURATE_HOME: `make run` with a fresh home found the old FiftyOne
+    dataset "already ingested", left the new ledger empty and failed two stages later ("0 labeled samples")."""
+    from tests.conftest import run_cli
+
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=1)
+    name = f"stale{os.getpid()}"
+    first = run_cli("ingest", "fer2013", str(built.root), "--dataset", name, "--blur-max", "1", "--occlusion-max", "1",
+                    env={"CURATE_HOME": str(tmp_path / "home-a")})
+    assert first.returncode == 0
+    again = run_cli("ingest", "fer2013", str(built.root), "--dataset", name, env={"CURATE_HOME": str(tmp_path / "home-b")}, check=False)
+    lines = [line for line in again.stderr.splitlines() if line.strip()]
+    assert again.returncode != 0 and len(lines) == 1 and "Traceback" not in again.stderr, again.stderr
+    assert f"FiftyOne dataset {name!r} holds {len(built.expected)} samples" in lines[0] and f"fiftyone datasets delete {name}" in lines[0]
+    same_home = run_cli("ingest", "fer2013", str(built.root), "--dataset", name, "--json", env={"CURATE_HOME": str(tmp_path / "home-a")})
+    assert '"already_present": %d' % len(built.expected) in same_home.stdout, "the home that made it resumes as before"

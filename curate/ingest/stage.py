@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from curate.exceptions import CurateError
 from curate.ingest.worker import Job, Outcome, init_worker, process_chunk
 from curate.sources import Rejection, SourceRecord, open_source
 from curate.taxonomy import AFFECTNET_NON_EMOTION
@@ -141,6 +142,28 @@ def _mp_context():  # noqa: ANN202
     return multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
 
 
+def _refuse_samples_the_ledger_never_saw(ds, url: str, dataset_id: int, name: str) -> None:  # noqa: ANN001
+    """FiftyOne's database is one per machine, the ledger one per CURATE_HOME (or CURATE_DB_URL). A FiftyOne
+    dataset left by another home would look "already ingested" and leave this ledger empty, and every later
+    stage would find nothing to work on. The writer registers samples in SQL before FiftyOne, so a sample
+    only FiftyOne knows can only come from another ledger."""
+    from sqlalchemy import select
+
+    from curate.secrets import redact_url
+    from curate.store.sql import session
+    from curate.store.sql.models import Sample
+
+    if len(ds) == 0:
+        return
+    with session.session_scope(url) as db:
+        known = set(db.scalars(select(Sample.uid).where(Sample.dataset_id == dataset_id)))
+    strangers = sum(1 for uid in ds.values("sample_uid") if uid not in known)
+    if strangers:
+        raise CurateError(f"FiftyOne dataset {name!r} holds {strangers} samples that the ledger at {redact_url(url)} has never seen "
+                          f"(made with another CURATE_HOME or CURATE_DB_URL?); ingest under another --dataset name, or delete the "
+                          f"stale one with `fiftyone datasets delete {name}`")
+
+
 def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run the ingest stage and return its summary (see ``curate ingest --json``)."""
     from curate.quality.scores import quality_reasons
@@ -153,6 +176,7 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
     with session.session_scope(url) as db:
         dataset_id = ledger.get_or_create_dataset(db, options.dataset, f"{options.kind}/{layout.name}", str(options.root.absolute())).id
     ds = fo_store.load_dataset(options.dataset)
+    _refuse_samples_the_ledger_never_saw(ds, url, dataset_id, options.dataset)
     ds.info.update({"source_format": options.kind, "layout": layout.name, "root": str(options.root.absolute())})
     ds.save()
     done = fo_store.existing_filepaths(ds)
