@@ -20,12 +20,56 @@ SHARED_FER2013 = REPO.parent / "shared" / "data" / "fer2013"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
-# One FiftyOne database for the whole session (mongod starts once); tests use distinct dataset names.
-# FiftyOne honours this only when it starts mongod itself: a mongod already running is attached to instead.
-if os.environ.get("CURATE_TEST_KEEP_FO_DB") != "1":
-    os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-")
 for _name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "CURATE_DB_URL"):
     os.environ.pop(_name, None)
+
+
+_private_mongod: tuple[subprocess.Popen, str] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One private mongod for the whole session, on a free port and a temp folder, named by FIFTYONE_DATABASE_URI.
+
+    Why not FiftyOne's own service: it is shared machine-wide (a FiftyOne process attaches to any running
+    one, whatever its database folder), so tests and a user's `make run` would read and write each other's
+    datasets, and deleting the test database would delete theirs. A mongod of our own, reached by URI only,
+    is seen by this session and the processes it starts, and nobody else."""
+    global _private_mongod
+    import importlib.util
+
+    if os.environ.get("CURATE_TEST_FIFTYONE_URI"):  # a database chosen for the tests on purpose; never the user's own
+        os.environ["FIFTYONE_DATABASE_URI"] = os.environ["CURATE_TEST_FIFTYONE_URI"]
+        return
+    if (spec := importlib.util.find_spec("fiftyone")) is None:
+        return
+    mongod = Path(spec.origin).parent / "db" / "bin" / "mongod"
+    if not mongod.is_file():
+        return
+    folder = tempfile.mkdtemp(prefix="curate-fo-")
+    port = _free_port()
+    proc = subprocess.Popen([str(mongod), "--dbpath", folder, "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
+                             "--logpath", os.path.join(folder, "mongod.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    _private_mongod = (proc, folder)
+    os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the session's mongod and delete its folder (~300 MB; every run used to leave one in /tmp)."""
+    if _private_mongod is None:
+        return
+    proc, folder = _private_mongod
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def missing_real_part(reason: str) -> None:
@@ -41,7 +85,7 @@ def curate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "curate-home"
     monkeypatch.setenv("CURATE_HOME", str(home))
     # Settings must not leak in from the machine; a shared Label Studio install and test switches may.
-    keep = {"CURATE_HOME", "CURATE_LABEL_STUDIO_VENV", "CURATE_TEST_KEEP_FO_DB", "CURATE_TEST_PG_URL"}
+    keep = {"CURATE_HOME", "CURATE_LABEL_STUDIO_VENV", "CURATE_TEST_FIFTYONE_URI", "CURATE_TEST_PG_URL"}
     for name in [n for n in os.environ if n.startswith("CURATE_") and n not in keep]:
         monkeypatch.delenv(name)
     return home
