@@ -1,0 +1,484 @@
+"""Curation efficiency (issue 13): label accuracy against the share of faces a person reviewed, through a real Label Studio.
+
+    python bench/curation.py [--faces 2000] [--probs bench/runs/cpu/teacher/oof.npz] [--data ../shared/data/fer2013]
+
+Ground truth is FER2013's train labels. Scenarios:
+- ``unlabeled``: labels hidden; where nobody reviewed, the teacher's label stands;
+- ``noisy_uniform`` / ``noisy_confusable``: 20 % of labels flipped (to any other class / to the
+  confusable partner: fear<->surprise, sad<->neutral, anger<->disgust, happy->neutral); where nobody
+  reviewed, the given label stands.
+
+Strategies (``curate review push --routing``): random, confidence, cleanlab (``label_issues``),
+curate (as shipped), likelihood (curate's candidates without the class dealing), and curate_rounds:
+the same total budget spent in rounds (5, 10, 20, ... % of the faces), with a pull, a re-fit of the
+probabilities on what people decided and a fresh ``curate errors`` before every next push.
+
+Everything a person's browser would do goes through the server: ``push`` creates the tasks, a
+simulated reviewer answers them through the SDK in queue order (exact, wrong 5 % of the time, or two
+annotators each wrong 5 %), ``pull`` brings the decisions into SQL, and label accuracy is read from the
+ledger's current labels (FiftyOne's ``prelabel`` for unlabeled faces nobody reviewed).
+
+The teacher is not trained here: its out-of-fold probabilities come from ``--probs`` (an .npz of
+``uids`` = file names and ``probs`` in curate.taxonomy.EMOTIONS order; ``bench/models.py train
+teacher`` writes one), calibrated with a temperature fitted on the faces outside the benchmark's
+sample. Quality filters are off (every face counts): this measures routing, not the blur filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BENCH = Path(__file__).resolve().parent
+DEFAULT_DATA = BENCH.parents[1] / "shared/data/fer2013"
+DEFAULT_PROBS = BENCH / "runs/cpu/teacher/oof.npz"
+FER_CLASSES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")  # FER2013 has no contempt
+CONFUSABLE = {"fear": "surprise", "surprise": "fear", "sad": "neutral", "neutral": "sad", "anger": "disgust", "disgust": "anger",
+              "happy": "neutral"}
+SCENARIOS = ("unlabeled", "noisy_uniform", "noisy_confusable")
+STRATEGIES = ("random", "confidence", "cleanlab", "curate", "likelihood", "curate_rounds")
+ROUTING = {"random": "random", "confidence": "confidence", "cleanlab": "label_issues", "curate": "curate", "likelihood": "likelihood",
+           "curate_rounds": "curate"}
+BUDGETS = (0.05, 0.10, 0.20, 0.30, 0.50, 0.70)
+NOISE = 0.20
+THRESHOLD = 0.9
+
+
+@dataclass
+class Faces:
+    """The benchmark's sample: file names, paths, true labels and the teacher's calibrated probabilities."""
+
+    names: list[str]
+    paths: list[Path]
+    truth: list[str]
+    probs: np.ndarray  # (n, 8), EMOTIONS order
+    temperature: float
+
+
+@dataclass
+class Reviewer:
+    """A simulated person (or two) answering through the Label Studio API."""
+
+    name: str = "exact"
+    error_rate: float = 0.0
+    annotators: int = 1
+    seed: int = 0
+    rng: np.random.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    def answer(self, truth: str) -> str:
+        if self.error_rate and self.rng.random() < self.error_rate:
+            return str(self.rng.choice([c for c in FER_CLASSES if c != truth]))
+        return truth
+
+
+REVIEWERS = {"exact": Reviewer("exact"), "wrong5": Reviewer("wrong5", 0.05), "two_annotators": Reviewer("two_annotators", 0.05, 2)}
+
+
+# ----------------------------------------------------------------------------- data
+def load_faces(data: Path, probs_file: Path, n: int, seed: int) -> Faces:
+    """A random sample of ``n`` train faces that have out-of-fold probabilities, with calibrated probabilities."""
+    from curate.models.calibrate import fit_temperature, softmax
+    from curate.taxonomy import EMOTIONS, canonical
+
+    if not probs_file.is_file():
+        raise SystemExit(f"error: {probs_file}: no teacher probabilities; run `python bench/models.py train teacher` or pass --probs")
+    z = np.load(probs_file)
+    uids, probs = [str(u) for u in z["uids"]], np.asarray(z["probs"], np.float64)
+    if probs.shape[1] != len(EMOTIONS):
+        raise SystemExit(f"error: {probs_file}: probs have {probs.shape[1]} columns, expected {len(EMOTIONS)} (curate.taxonomy.EMOTIONS)")
+    where = {p.name: p for p in (data / "train").rglob("*.jpg")}
+    known = [i for i, u in enumerate(uids) if u in where]
+    if len(known) < n:
+        raise SystemExit(f"error: {probs_file}: only {len(known)} of its faces are under {data / 'train'}; need --faces {n}")
+    truth_all = np.array([EMOTIONS.index(canonical(where[uids[i]].parent.name)) for i in known])
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(known), n, replace=False))
+    rest = np.setdiff1d(np.arange(len(known)), pick)
+    logp = np.log(np.clip(probs[known], 1e-8, 1.0))
+    # calibrate on faces outside the sample (the teacher's other labeled faces, as `curate teacher train` does on held-out data)
+    temperature = fit_temperature(logp[rest], truth_all[rest]) if len(rest) >= 100 else 1.0
+    calibrated = softmax(logp[pick], temperature)
+    names = [uids[known[i]] for i in pick]
+    return Faces(names, [where[u] for u in names], [EMOTIONS[truth_all[i]] for i in pick], calibrated, float(temperature))
+
+
+def given_labels(faces: Faces, scenario: str, seed: int) -> tuple[list[str | None], np.ndarray]:
+    """(the labels a user would have, which faces were flipped)."""
+    n = len(faces.names)
+    flipped = np.zeros(n, bool)
+    if scenario == "unlabeled":
+        return [None] * n, flipped
+    rng = np.random.default_rng(seed + 1)
+    flipped[rng.choice(n, int(round(NOISE * n)), replace=False)] = True
+    labels: list[str | None] = []
+    for truth, flip in zip(faces.truth, flipped):
+        if not flip:
+            labels.append(truth)
+        elif scenario == "noisy_confusable":
+            labels.append(CONFUSABLE[truth])
+        else:
+            labels.append(str(rng.choice([c for c in FER_CLASSES if c != truth])))
+    return labels, flipped
+
+
+def write_tree(faces: Faces, labels: list[str | None], root: Path) -> None:
+    """Copies under root/train/<given label>/ (root/train/faces/ when unlabeled): what `curate ingest` reads."""
+    for path, label in zip(faces.paths, labels):
+        folder = root / "train" / (label or "faces")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, folder / path.name)
+
+
+# ----------------------------------------------------------------------------- one run
+@dataclass
+class Run:
+    scenario: str
+    strategy: str
+    reviewer: str
+    dataset: str
+    reviewed: list[int] = field(default_factory=list)  # faces answered at each budget point
+    accuracy: list[float] = field(default_factory=list)
+    flips_found: list[int] = field(default_factory=list)
+    human_changes: list[int] = field(default_factory=list)
+    queued: int = 0
+    seconds: float = 0.0
+
+
+def _store_predictions(url: str, dataset: str, uid_by_name: dict[str, str], faces: Faces, probs: np.ndarray, tag: str) -> None:
+    """The teacher's (or a re-fit's) probabilities as `curate teacher train` + `curate prelabel` would leave them."""
+    from curate.prelabel import records
+    from curate.taxonomy import EMOTIONS
+
+    uids = [uid_by_name[n] for n in faces.names]
+    digest = (tag.encode().hex() * 64)[:64]
+    run_id, _ = records.prelabel_run(url, dataset, "bench-teacher", digest, {"source": tag})
+    records.store_oof(dataset, uids, probs, np.zeros(len(uids), int))
+    labels = [EMOTIONS[i] for i in probs.argmax(1)]
+    records.store_prelabels(url, dataset, run_id, digest, uids, labels, probs.max(1), np.log(np.clip(probs, 1e-8, 1)), None)
+    records.finish_prelabel_run(url, run_id, {"samples": len(uids)})
+
+
+def _final_labels(url: str, dataset: str) -> tuple[dict[str, str | None], dict[str, str]]:
+    """(uid -> final label: the ledger's current label, else the model's; uid -> source of the current label)."""
+    from curate.review.records import sample_ids
+    from curate.store import fo_store
+    from curate.store.sql import ledger, session
+
+    with session.session_scope(url) as db:
+        found = ledger.require_dataset(db, dataset)
+        uid_of = {sid: uid for uid, sid in sample_ids(db, found.id).items()}
+        current = {uid_of[sid]: (label, source) for sid, (label, source) in ledger.current_labels(db, found.id).items() if sid in uid_of}
+    ds = fo_store.load_dataset(dataset, create=False)
+    model = dict(zip(*ds.values(["sample_uid", "prelabel.label"])))
+    final = {u: current[u][0] if u in current else model.get(u) for u in uid_of.values()}
+    return final, {u: src for u, (_, src) in current.items()}
+
+
+def _refit(faces: Faces, reviewed: dict[int, str]) -> np.ndarray | None:
+    """Probabilities re-fitted on what people decided: a multinomial logistic regression on the teacher's
+    log-probabilities, trained on the reviewed faces (cross-fitted for those), so a teacher's systematic
+    confusions (e.g. too much 'happy') are corrected before the next round is routed. None: too few answers."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from curate.taxonomy import EMOTIONS
+
+    idx = np.array(sorted(reviewed))
+    if len(idx) < 50:
+        return None
+    y = np.array([EMOTIONS.index(reviewed[i]) for i in idx])
+    present, counts = np.unique(y, return_counts=True)
+    if len(present) < 2:
+        return None
+    x = np.log(np.clip(faces.probs, 1e-8, 1))
+
+    def fit_predict(train: np.ndarray, labels: np.ndarray, target: np.ndarray) -> np.ndarray:
+        model = LogisticRegression(C=1.0, max_iter=500).fit(x[train], labels)
+        out = np.full((len(target), len(EMOTIONS)), 1e-6)
+        out[:, model.classes_] = model.predict_proba(x[target])
+        return out / out.sum(1, keepdims=True)
+
+    probs = faces.probs.copy()
+    others = np.setdiff1d(np.arange(len(faces.names)), idx)
+    probs[others] = fit_predict(idx, y, others)
+    folds = min(5, int(counts.min())) if counts.min() >= 2 else 0
+    if folds >= 2:  # reviewed faces get out-of-fold re-fitted probabilities, as the teacher's are
+        for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(idx, y):
+            probs[idx[test]] = fit_predict(idx[train], y[train], idx[test])
+    return probs
+
+
+def _answer(ls, project: int, tasks: list, start: int, stop: int, truth_of: dict[str, str], reviewer: Reviewer,  # noqa: ANN001, PLR0913
+            second_user: int | None) -> None:
+    from curate.review.project import choice_result
+
+    for task in tasks[start:stop]:
+        truth = truth_of[task.data["sample_id"]]
+        ls.annotations.create(id=task.id, result=choice_result(reviewer.answer(truth)))
+        if reviewer.annotators > 1 and second_user is not None:
+            ls.annotations.create(id=task.id, result=choice_result(reviewer.answer(truth)), completed_by=second_user)
+
+
+def run_one(settings, ls, faces: Faces, scenario: str, strategy: str, reviewer: Reviewer, root: Path, budgets: tuple[float, ...],  # noqa: ANN001, PLR0913, PLR0915
+            stamp: str, second_user: int | None) -> Run:
+    from curate.errors.stage import analyze_errors
+    from curate.ingest.stage import IngestOptions, ingest
+    from curate.review.pull import pull
+    from curate.review.push import push
+    from curate.store import fo_store
+
+    t0 = time.perf_counter()
+    url = settings.database_url
+    dataset = f"bench_cur_{stamp}_{scenario}_{strategy}_{reviewer.name}"
+    labels, flipped = given_labels(faces, scenario, seed=0)
+    tree = root / dataset
+    write_tree(faces, labels, tree)
+    ingest(IngestOptions(kind="folder", root=tree, dataset=dataset, workers=1, blur_max=1.0, occlusion_max=1.0), url, settings.home)
+    ds = fo_store.load_dataset(dataset, create=False)
+    uid_by_name = {Path(p).name: u for u, p in zip(*ds.values(["sample_uid", "filepath"]))}
+    name_by_uid = {u: n for n, u in uid_by_name.items()}
+    truth_of = {uid_by_name[n]: t for n, t in zip(faces.names, faces.truth)}
+    given_of = {uid_by_name[n]: g for n, g in zip(faces.names, labels)}
+    flipped_uids = {uid_by_name[n] for n, f in zip(faces.names, flipped) if f}
+    _store_predictions(url, dataset, uid_by_name, faces, faces.probs, "teacher")
+    analyze_errors(dataset, url, visualize=False)
+    n = len(faces.names)
+    run = Run(scenario, strategy, reviewer.name, dataset)
+    routing = ROUTING[strategy]
+    settings_ds = _with_dataset(settings, dataset)
+    rounds = strategy == "curate_rounds"
+    if not rounds:
+        first = push(settings_ds, dataset, THRESHOLD, int(round(max(budgets) * n)), annotators=reviewer.annotators if reviewer.annotators > 1 else None,
+                     routing=routing)
+        run.queued = first["queued"]
+        project = first["project"]
+    answered = 0
+    tasks: list = []
+    index_of = {n_: i for i, n_ in enumerate(faces.names)}
+    for budget in budgets:
+        target = int(round(budget * n))
+        if rounds:
+            pushed = push(settings_ds, dataset, THRESHOLD, max(1, target - answered),
+                          annotators=reviewer.annotators if reviewer.annotators > 1 else None, routing=routing)
+            run.queued = max(run.queued, pushed["queued"] + answered)
+            project = pushed["project"]
+        if rounds or not tasks:
+            tasks = sorted(ls.tasks.list(project=project), key=lambda t: t.id)
+        stop = min(target, len(tasks))
+        _answer(ls, project, tasks, answered, stop, truth_of, reviewer, second_user)
+        answered = max(answered, stop)
+        pull(settings_ds, dataset)
+        final, source = _final_labels(url, dataset)
+        humans = {u for u, s in source.items() if s == "human"}
+        run.reviewed.append(answered)
+        run.accuracy.append(float(np.mean([final.get(u) == t for u, t in truth_of.items()])))
+        run.flips_found.append(len(humans & flipped_uids) if scenario != "unlabeled" else
+                               sum(1 for u in humans if _teacher_label(faces, index_of[name_by_uid[u]]) != truth_of[u]))
+        before = given_of if scenario != "unlabeled" else {u: _teacher_label(faces, index_of[name_by_uid[u]]) for u in humans}
+        run.human_changes.append(sum(1 for u in humans if final[u] != before[u]))
+        if rounds and budget != budgets[-1]:
+            reviewed = {index_of[name_by_uid[u]]: final[u] for u in humans}
+            refit = _refit(faces, reviewed)
+            if refit is not None:
+                _store_predictions(url, dataset, uid_by_name, faces, refit, f"refit{len(reviewed)}")
+            analyze_errors(dataset, url, visualize=False)
+    run.seconds = time.perf_counter() - t0
+    return run
+
+
+def _teacher_label(faces: Faces, i: int) -> str:
+    from curate.taxonomy import EMOTIONS
+
+    return EMOTIONS[int(faces.probs[i].argmax())]
+
+
+def _with_dataset(settings, dataset: str):  # noqa: ANN001, ANN202
+    import dataclasses
+
+    return dataclasses.replace(settings, dataset=dataset)
+
+
+# ----------------------------------------------------------------------------- summary
+def baseline_accuracy(faces: Faces, scenario: str) -> float:
+    """Label accuracy with nobody reviewing: the teacher's (unlabeled) or the given labels' (noisy)."""
+    if scenario == "unlabeled":
+        return float(np.mean([_teacher_label(faces, i) == t for i, t in enumerate(faces.truth)]))
+    return 1.0 - NOISE
+
+
+def summarize(runs: list[Run], faces: Faces, budgets: tuple[float, ...]) -> dict[str, Any]:
+    n = len(faces.names)
+    out: dict[str, Any] = {"faces": n, "temperature": faces.temperature, "budgets": list(budgets), "threshold": THRESHOLD, "noise": NOISE,
+                           "teacher_accuracy": baseline_accuracy(faces, "unlabeled"), "scenarios": {}}
+    for run in runs:
+        sc = out["scenarios"].setdefault(run.scenario, {"accuracy_without_review": baseline_accuracy(faces, run.scenario)})
+        key = run.strategy if run.reviewer == "exact" else f"{run.strategy}/{run.reviewer}"
+        reached = [r / n for r, a in zip(run.reviewed, run.accuracy) if a >= 0.98]
+        sc[key] = {
+            "accuracy_by_budget": {str(b): a for b, a in zip(budgets, run.accuracy)},
+            "reviewed_share_by_budget": {str(b): r / n for b, r in zip(budgets, run.reviewed)},
+            "flips_found_by_budget": {str(b): f for b, f in zip(budgets, run.flips_found)},
+            "human_changes_by_budget": {str(b): c for b, c in zip(budgets, run.human_changes)},
+            "min_reviewed_share_for_98": min(reached) if reached else None,
+            "queued": run.queued, "through_label_studio": True, "reviewer": run.reviewer, "seconds": round(run.seconds, 1),
+        }
+    if "unlabeled" in out["scenarios"]:
+        out["scenarios"]["unlabeled"]["cleanlab"] = {"accuracy_by_budget": None, "min_reviewed_share_for_98": None, "through_label_studio": False,
+                                                     "not_applicable": "no given labels for cleanlab to check"}
+    return out
+
+
+def markdown(summary: dict[str, Any], minutes: float) -> str:
+    budgets = summary["budgets"]
+    n = summary["faces"]
+    lines = ["## Curation efficiency (bench/curation.py)\n",
+             f"{n} FER2013 train faces (random sample), teacher = out-of-fold probabilities of the CPU ResNet-50 fold models "
+             f"(accuracy {100 * summary['teacher_accuracy']:.1f} % on this sample; temperature {summary['temperature']:.2f} fitted on the "
+             f"other train faces), routing threshold {summary['threshold']}, {int(100 * summary['noise'])} % label noise in the noisy "
+             f"scenarios. Every answer went through the embedded Label Studio (push, SDK annotations in queue order, pull); accuracy "
+             f"read from the ledger. {minutes:.0f} min in all.\n"]
+    for name, sc in summary["scenarios"].items():
+        lines.append(f"### {name} (no review: {100 * sc['accuracy_without_review']:.1f} %)\n")
+        lines.append("Cells: label accuracy % (faces whose wrong label was fixed / human label changes). Reviewed share is the "
+                     "budget unless the strategy ran out of candidates (then in brackets).\n")
+        lines.append("| strategy | " + " | ".join(f"{int(100 * b)} %" for b in budgets) + " | smallest share reaching 98 % |")
+        lines.append("|---|" + "---|" * (len(budgets) + 1))
+        for key, row in sc.items():
+            if not isinstance(row, dict) or row.get("accuracy_by_budget") is None:
+                continue
+            cells = []
+            for b in budgets:
+                a, r = row["accuracy_by_budget"][str(b)], row["reviewed_share_by_budget"][str(b)]
+                short = f" [{100 * r:.0f} %]" if r + 1e-9 < b - 0.5 / n else ""
+                cells.append(f"{100 * a:.1f} ({row['flips_found_by_budget'][str(b)]}/{row['human_changes_by_budget'][str(b)]}){short}")
+            best = row["min_reviewed_share_for_98"]
+            lines.append(f"| {key} | " + " | ".join(cells) + f" | {'%.0f %%' % (100 * best) if best is not None else 'not reached'} |")
+        lines.append("")
+    lines.append("![label accuracy against reviewed share](results/curation.png)\n")
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(summary["scenarios"])
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5 * len(scenarios), 4), squeeze=False)
+    for ax, name in zip(axes[0], scenarios):
+        sc = summary["scenarios"][name]
+        for key, row in sc.items():
+            if not isinstance(row, dict) or row.get("accuracy_by_budget") is None:
+                continue
+            xs = [0.0] + [row["reviewed_share_by_budget"][str(b)] for b in summary["budgets"]]
+            ys = [sc["accuracy_without_review"]] + [row["accuracy_by_budget"][str(b)] for b in summary["budgets"]]
+            ax.plot(xs, ys, marker="o", ms=3, label=key, linestyle="--" if "/" in key else "-")
+        ax.axhline(0.98, color="grey", lw=0.8, ls=":")
+        ax.set_title(name)
+        ax.set_xlabel("share of faces reviewed")
+        ax.set_ylabel("label accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(min(0.3, ax.get_ylim()[0]), 1.0)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- driver
+def run_benchmark(server_url: str, token: str, files_root: Path, faces: Faces, scenarios: tuple[str, ...],  # noqa: PLR0913
+                  strategies: tuple[str, ...], budgets: tuple[float, ...], reviewers: dict[str, tuple[str, ...]],
+                  progress=print) -> dict[str, Any]:  # noqa: ANN001
+    """Every (scenario, strategy, reviewer) on its own dataset and Label Studio project.
+
+    The embedded server of CURATE_HOME must be running at ``server_url``, serving ``files_root``."""
+    from label_studio_sdk import LabelStudio
+
+    from curate.settings import load_settings
+
+    settings = load_settings()
+    ls = LabelStudio(base_url=server_url, api_key=token)
+    second = None
+    if any(REVIEWERS[r].annotators > 1 for names in reviewers.values() for r in names):
+        stamp_user = f"reviewer2-{os.getpid()}@curate.bench"
+        second = ls.users.create(email=stamp_user, username=stamp_user.split("@")[0]).id
+    stamp = f"{os.getpid()}"
+    runs = []
+    for scenario in scenarios:
+        for strategy in strategies:
+            if strategy == "cleanlab" and scenario == "unlabeled":
+                continue  # no given labels to check
+            for name in reviewers.get(f"{scenario}/{strategy}", ("exact",)):
+                reviewer = Reviewer(REVIEWERS[name].name, REVIEWERS[name].error_rate, REVIEWERS[name].annotators)
+                run = run_one(settings, ls, faces, scenario, strategy, reviewer, files_root, budgets, stamp, second)
+                progress(f"{scenario:17s} {strategy:14s} {name:15s} " + " ".join(f"{100 * a:5.1f}" for a in run.accuracy) + f"  ({run.seconds:.0f} s)")
+                runs.append(run)
+    return summarize(runs, faces, budgets)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--probs", type=Path, default=DEFAULT_PROBS)
+    parser.add_argument("--faces", type=int, default=2000)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS))
+    parser.add_argument("--reviewer-variants", default="noisy_confusable/curate", help="scenario/strategy runs that also get the "
+                        "wrong-5 %% and two-annotator reviewers ('' for none)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not (args.data / "train").is_dir():
+        sys.exit(f"error: {args.data}: no train/<class> folders (pass --data)")
+    started = time.perf_counter()
+    faces = load_faces(args.data, args.probs, args.faces, args.seed)
+    work = Path(tempfile.mkdtemp(prefix="curate-bench-curation-"))
+    home = work / "home"
+    os.environ["CURATE_HOME"] = str(home)
+    os.environ["CURATE_DB_URL"] = f"sqlite:///{home / 'curate.db'}"
+    files_root = work / "files"
+    files_root.mkdir(parents=True)
+    reviewers = {key: ("exact", "wrong5", "two_annotators") for key in filter(None, args.reviewer_variants.split(","))}
+    from curate.review import server
+
+    info = server.serve(home, _free_port(), files_root, timeout=300)
+    try:
+        token = server.credentials(server.paths(home)).token.reveal()
+        summary = run_benchmark(info["url"], token, files_root, faces, tuple(args.scenarios.split(",")), tuple(args.strategies.split(",")),
+                                tuple(float(b) for b in args.budgets.split(",")), reviewers)
+    finally:
+        server.stop(home)
+    minutes = (time.perf_counter() - started) / 60
+    summary["minutes"] = round(minutes, 1)
+    from bench._results import write_section
+
+    plot(summary, BENCH / "results" / "curation.png")
+    write_section("curation", markdown(summary, minutes), summary)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
