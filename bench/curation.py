@@ -223,7 +223,7 @@ def _refit(faces: Faces, reviewed: dict[int, str]) -> np.ndarray | None:
     return probs
 
 
-def _answer(ls, project: int, tasks: list, start: int, stop: int, truth_of: dict[str, str], reviewer: Reviewer,  # noqa: ANN001, PLR0913
+def _answer(ls, tasks: list, start: int, stop: int, truth_of: dict[str, str], reviewer: Reviewer,  # noqa: ANN001, PLR0913
             second_user: int | None) -> None:
     from curate.review.project import choice_result
 
@@ -280,7 +280,7 @@ def run_one(settings, ls, faces: Faces, scenario: str, strategy: str, reviewer: 
         if rounds or not tasks:
             tasks = sorted(ls.tasks.list(project=project), key=lambda t: t.id)
         stop = min(target, len(tasks))
-        _answer(ls, project, tasks, answered, stop, truth_of, reviewer, second_user)
+        _answer(ls, tasks, answered, stop, truth_of, reviewer, second_user)
         answered = max(answered, stop)
         pull(settings_ds, dataset)
         final, source = _final_labels(url, dataset)
@@ -471,6 +471,11 @@ def main() -> None:
                                 tuple(float(b) for b in args.budgets.split(",")), reviewers)
     finally:
         server.stop(home)
+        from curate.store import fo_store
+
+        fo = fo_store.fo()
+        for name in fo.list_datasets(f"bench_cur_{os.getpid()}_*"):  # FiftyOne's database outlives the temp folder
+            fo.delete_dataset(name)
     minutes = (time.perf_counter() - started) / 60
     summary["minutes"] = round(minutes, 1)
     from bench._results import write_section

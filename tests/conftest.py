@@ -20,7 +20,7 @@ SHARED_FER2013 = REPO.parent / "shared" / "data" / "fer2013"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
-for _name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "CURATE_DB_URL"):
+for _name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "CURATE_DB_URL", "FIFTYONE_DATABASE_URI"):
     os.environ.pop(_name, None)
 
 
@@ -49,14 +49,18 @@ def pytest_configure(config: pytest.Config) -> None:
     port = _free_port()
     proc = subprocess.Popen([str(mongod), "--dbpath", folder, "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
                              "--logpath", os.path.join(folder, "mongod.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
     _private_mongod = (proc, folder)
+    deadline = time.monotonic() + 60
+    while not _port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:  # say so now, not as a timeout in every FiftyOne test
+            raise pytest.UsageError(f"the tests' private mongod did not start on port {port}; see {folder}/mongod.log")
+        time.sleep(0.2)
     os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -53,7 +53,8 @@ def run_quality(ctx: StageContext, opts: QualityStageOptions) -> dict[str, Any]:
 
 
 INGEST = Stage("ingest", "ingest KIND", IngestStageOptions, run_ingest,
-               "Load a dataset into FiftyOne and the ledger; score blur/occlusion; find duplicates.", printer("curate.commands.ingest", "_human"), "ingest")
+               "Load a dataset into FiftyOne and the ledger; score blur/occlusion; find duplicates.",
+               printer("curate.commands.ingest", "_human"), "ingest")
 QUALITY = Stage("quality", "quality", QualityStageOptions, run_quality,
                 "Re-apply quality thresholds (settings < workflow < env < these options) to a dataset.",
                 printer("curate.commands.quality", "_human"))
