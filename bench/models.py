@@ -2,6 +2,7 @@
 
     python bench/models.py train student   [--epochs 12]            # MobileNetV2 from scratch, the retrain defaults
     python bench/models.py train teacher   [--epochs 8] [--folds 2] # ResNet-50 fold models = the teacher (+ OOF)
+    python bench/models.py train teacher --fold F                    # one fold model (run folds side by side; then without --fold)
     python bench/models.py train distilled [--epochs 12]            # MobileNetV2 distilled from that teacher
     python bench/models.py report                                    # score every run on test -> RESULTS.md, results/models.json
 
@@ -79,7 +80,7 @@ def config_for(run: str, args: argparse.Namespace):  # noqa: ANN201
         if value is not None:
             setattr(cfg, name, value)
     cfg.device = args.device
-    cfg.workers = 0 if "cpu" in device_kind(args.device) else 8
+    cfg.workers = args.workers if args.workers is not None else (0 if "cpu" in device_kind(args.device) else 8)
     return cfg
 
 
@@ -140,18 +141,22 @@ def teacher_paths(kind: str) -> tuple[Path, Path]:
 
 
 def train_teacher(args: argparse.Namespace) -> None:
-    """K fold models on the train carve; then their ensemble checkpoint and the OOF probabilities."""
+    """K fold models on the train carve; then their ensemble checkpoint and the OOF probabilities.
+
+    ``--fold F`` trains fold model F alone and stops (fold models can train side by side, e.g. on one
+    GPU that a single small-input run does not fill); a later run without it assembles."""
     from curate.models.oof import stratified_folds
 
     kind = device_kind(args.device)
     train, val, _ = data_rows(args.data)
     cfg = config_for("teacher", args)
     folds = stratified_folds([r.label for r in train], args.folds, cfg.seed)
-    for f in range(args.folds):
+    for f in range(args.folds) if args.fold is None else [args.fold]:
         fold_rows = [r for r, k in zip(train, folds) if k != f]
         _train_one(f"teacher/fold-{f}", fold_rows, val, cfg, run_dir(kind, "teacher") / f"fold-{f}", kind,
                    extra={"fold": f, "folds": args.folds})
-    assemble_teacher(kind, train, folds, args)
+    if args.fold is None:
+        assemble_teacher(kind, train, folds, args)
 
 
 def assemble_teacher(kind: str, train: list, folds: np.ndarray, args: argparse.Namespace) -> None:
@@ -331,8 +336,19 @@ def report(args: argparse.Namespace) -> None:
         print(render(data, kind))
         return
     write_section(f"models-{kind}", render(data, kind), data)
-    if kind == "cpu":
-        (RESULTS_DIR / "models.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
+    write_models_json()
+
+
+def write_models_json() -> None:
+    """results/models.json: the issue's keys from the strongest device measured (GPU over CPU), each
+    run with its ``device`` and ``train_minutes``; ``by_device`` keeps every device's full figures."""
+    by_device = {k: json.loads((RESULTS_DIR / f"models-{k}.json").read_text())
+                 for k in ("cpu", "gpu") if (RESULTS_DIR / f"models-{k}.json").exists()}
+    if not by_device:
+        return
+    best = by_device.get("gpu") or by_device["cpu"]
+    top = {k: best[k] for k in ("teacher", "student", "student_distilled", "oof", "int8", "counts") if k in best}
+    (RESULTS_DIR / "models.json").write_text(json.dumps({**top, "by_device": by_device}, indent=2, default=float) + "\n")
 
 
 def _pct(x: float | None) -> str:
@@ -398,6 +414,8 @@ def main() -> None:
     parser.add_argument("--stem-stride", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--fold", type=int, default=None, help="train teacher: this fold model only (no assembly).")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on CPU, 8 on a GPU).")
     parser.add_argument("--skip-int8", action="store_true")
     parser.add_argument("--teacher-no-tta", action="store_true", help="Teacher OOF and figures without flip TTA (half the CPU time).")
     parser.add_argument("--limit", type=int, default=None, help="Smoke run: N faces per split, runs under bench/runs/smoke-*.")

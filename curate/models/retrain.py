@@ -75,6 +75,8 @@ def retrain(
     each epoch's record also carries ``val_raw``, the raw weights' metrics, so the average's gain is on record.
     """
     device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
     pp = cfg.preprocess()
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[r.label] for r in train_rows])

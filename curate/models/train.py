@@ -80,8 +80,9 @@ def run_epoch(model, loader, steps: int, optimizer, scheduler, criterion, device
         scheduler.step()
         if after_step:
             after_step()
-        losses.append(loss.item())
+        losses.append(loss.detach())  # no .item() here: a host sync per step stalls a GPU
         seen += len(x)
         if progress:
             progress(len(x))
-    return losses, seen, time.perf_counter() - t0
+    values = torch.stack(losses).float().cpu().tolist() if losses else []
+    return values, seen, time.perf_counter() - t0
