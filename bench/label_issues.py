@@ -151,7 +151,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        "The ceiling here is the probability model, not the filter: a 5-fold HOG + linear model on blurred 48 px faces is weak, "
+        "The ceiling here is the probability model, not the filter: a 5-fold HOG + linear model on 48 px faces is weak, "
         "and every method ranks by the same probabilities. A stronger teacher (GPU, pretrained, sharp data) raises all columns.",
     ]
     write_section(f"label_issues-{args.data.name}", "\n".join(lines), results)

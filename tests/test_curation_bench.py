@@ -52,7 +52,7 @@ def test_small_curation_benchmark_through_label_studio(tmp_path: Path, curate_ho
     files = tmp_path / "files"
     files.mkdir()
     info = label_studio(curate_home, files)
-    budgets = (0.1, 0.3)
+    budgets = (0.3, 0.5)  # 60 answers before the second round: enough for curate_rounds' re-fit (>= 50) to run
     summary = curation.run_benchmark(info["url"], info["token"], files, faces, ("unlabeled", "noisy_confusable"),
                                      ("random", "cleanlab", "curate", "curate_rounds"), budgets,
                                      {"noisy_confusable/curate": ("exact", "two_annotators")}, progress=lambda _: None)
@@ -91,7 +91,7 @@ def test_small_curation_benchmark_through_label_studio(tmp_path: Path, curate_ho
     dataset = f"bench_cur_{os.getpid()}_noisy_confusable_curate_exact"
     humans = sql_rows(url, "SELECT count(*) FROM label_events e JOIN samples s ON s.id = e.sample_id JOIN datasets d ON d.id = s.dataset_id "
                            "WHERE d.name = :name AND e.source = 'human'", name=dataset)[0][0]
-    assert humans == round(0.3 * n)
+    assert humans == round(0.5 * n)
     from label_studio_sdk import LabelStudio
 
     ls = LabelStudio(base_url=info["url"], api_key=info["token"])
@@ -99,4 +99,4 @@ def test_small_curation_benchmark_through_label_studio(tmp_path: Path, curate_ho
 
     project = next(p for p in ls.projects.list() if p.title == project_title(dataset))
     annotated = [t for t in ls.tasks.list(project=project.id, fields="all") if t.annotations]
-    assert len(annotated) == round(0.3 * n)
+    assert len(annotated) == round(0.5 * n)

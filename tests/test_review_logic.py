@@ -27,13 +27,14 @@ def test_only_uncertain_or_flagged_samples_are_routed_and_known_ones_are_exclude
     assert both[0].reason == "low_confidence+label_issue"
 
 
-def test_likely_errors_first_within_a_class_and_rare_classes_are_not_starved() -> None:
+def test_balanced_routing_puts_likely_errors_first_within_a_class_and_does_not_starve_rare_classes() -> None:
     # 30 happy samples, all likelier errors than the single disgust one, plus one fear sample.
     cands = [Candidate(f"h{i:02d}", "happy", "sad", 0.80 - i * 0.01) for i in range(30)]
     cands += [Candidate("d0", "disgust", "disgust", 0.85), Candidate("f0", "fear", "fear", 0.7)]
-    queue = route(cands, threshold=0.9, limit=5)
+    queue = route(cands, threshold=0.9, limit=5, strategy="balanced")
     assert {"d0", "f0"} <= {r.uid for r in queue}, "a short budget must still reach the rare classes"
-    happy = [r.uid for r in route(cands, threshold=0.9) if r.group == "happy"]
+    assert {"d0", "f0"}.isdisjoint(r.uid for r in route(cands, threshold=0.9, limit=5)), "the default spends it on the likeliest errors"
+    happy = [r.uid for r in route(cands, threshold=0.9, strategy="balanced") if r.group == "happy"]
     assert happy == [f"h{i:02d}" for i in range(30)], "within a class, the likeliest error comes first"
     # Within the first round the likelier error leads: happy (model disagrees at 0.80) before fear (agrees at 0.7) before disgust.
     assert [r.uid for r in queue[:3]] == ["h00", "f0", "d0"]
@@ -51,7 +52,8 @@ def test_each_routing_strategy_orders_its_own_candidates() -> None:
     assert uids("confidence") == ["rare-unsure", "unsure"], "below the threshold only, lowest confidence first"
     assert uids("label_issues") == ["flag-bad", "flag-mild"], "flags only, worst label quality first"
     assert uids("likelihood") == ["flag-bad", "flag-mild", "rare-unsure", "unsure"], "no class dealing"
-    assert uids("curate")[:2] == ["flag-bad", "rare-unsure"], "one per class first: sad's worst, then disgust (0.5) before happy (0.4)"
+    assert [r.uid for r in route(cands, 0.9)] == uids("likelihood"), "likelihood is the default (bench/curation.py measured it best)"
+    assert uids("balanced")[:2] == ["flag-bad", "rare-unsure"], "one per class first: sad's worst, then disgust (0.5) before happy (0.4)"
     assert sorted(uids("random")) == sorted(c.uid for c in cands), "random sends every face"
     assert uids("random", seed=1) != uids("random", seed=2), "the seed changes the order"
     assert [r.uid for r in route(list(reversed(cands)), 0.9, strategy="random", seed=3)] == uids("random", seed=3), \

@@ -19,7 +19,7 @@ from curate.review import project as proj
 from curate.review.client import ReviewServer
 from curate.review.lock import review_lock
 from curate.review.records import PushedTask
-from curate.review.routing import STRATEGIES, Candidate, Routed, route
+from curate.review.routing import DEFAULT_STRATEGY, STRATEGIES, Candidate, Routed, route
 
 __all__ = ["push", "adopt_orphans", "image_roots"]
 
@@ -172,7 +172,8 @@ def ensure_project(server: ReviewServer, dataset: str) -> tuple[int, bool]:
 
 
 def push(settings, dataset: str, threshold: float, limit: int | None, batch_size: int = 100,  # noqa: ANN001, PLR0913
-         progress: Callable[[int], None] | None = None, annotators: int | None = None, routing: str = "curate") -> dict[str, Any]:
+         progress: Callable[[int], None] | None = None, annotators: int | None = None,
+         routing: str = DEFAULT_STRATEGY) -> dict[str, Any]:
     """Route, screen and send; ``annotators`` sets how many people label each task (Label Studio's overlap),
     ``routing`` which faces go first (curate.review.routing)."""
     if routing not in STRATEGIES:

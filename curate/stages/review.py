@@ -57,11 +57,11 @@ class PushStageOptions:
     dataset: str | None = option(None, "Dataset name.", setting="dataset")
     threshold: float | None = option(None, "Route samples whose teacher confidence is below this.", minimum=0.0, maximum=1.0,
                                      setting="review_threshold")
-    limit: int | None = option(None, "Push at most N tasks (most likely errors first, classes dealt fairly).", minimum=1)
+    limit: int | None = option(None, "Push at most N tasks (most likely errors first).", minimum=1)
     batch_size: int = option(100, "Tasks per import request.", minimum=1)
     annotators: int | None = option(None, "People who label each task (majority wins; ties are flagged).", minimum=1)
-    routing: str = option("curate", "Which faces go first: curate (likeliest errors, classes dealt fairly), likelihood (likeliest "
-                                    "errors), confidence, label_issues or random (bench/curation.py compares them).")
+    routing: str = option("likelihood", "Which faces go first: likelihood (likeliest label errors), balanced (the same, classes "
+                                        "dealt round-robin), confidence, label_issues or random (bench/curation.py compares them).")
 
 
 def run_push(ctx: StageContext, opts: PushStageOptions) -> dict[str, Any]:
