@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._results import write_section  # noqa: E402
 from bench._data import rows_of  # noqa: E402

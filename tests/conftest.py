@@ -295,3 +295,23 @@ def headless_chromium() -> tuple[str, object]:
     if chromium is None:
         missing_real_part("Chromium not installed (Debian package 'chromium'; `make test` installs it as root)")
     return chromium, pytest.importorskip("playwright.sync_api").sync_playwright
+
+
+# The default suite (`make test`, CI) stays under 15 minutes: these run with `make test-all` (-m ''). Each PostgreSQL
+# variant listed repeats a path its SQLite variant covers and that no PostgreSQL-only behaviour (races, upserts) decides;
+# the PostgreSQL race tests stay in the default suite.
+SLOW_ON_POSTGRESQL = {
+    "test_push_review_pull_end_to_end_on_the_embedded_server",
+    "test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_root_starts_over",
+    "test_the_loop_chains_through_prelabel_and_distilled_retrain",
+    "test_run_resume_and_force",
+    "test_bad_input_corpus_via_cli",
+    "test_quality_thresholds_reapply_without_rescoring",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec and callspec.params.get("ledger_db") == "postgresql" and item.originalname in SLOW_ON_POSTGRESQL:
+            item.add_marker(pytest.mark.slow)

@@ -42,6 +42,7 @@ def _faces_and_teacher(root: Path, n: int, accuracy: float) -> Path:
     return path
 
 
+@pytest.mark.slow  # ~6 minutes (16 runs through Label Studio): `make test-all` runs it
 def test_small_curation_benchmark_through_label_studio(tmp_path: Path, curate_home: Path, label_studio,  # noqa: ANN001
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{curate_home / 'ledger.db'}"

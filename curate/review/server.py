@@ -230,6 +230,11 @@ def stop(home: Path) -> dict:
         p.pidfile.unlink()
         return {"stopped": False, "reason": "was not running"}
     for _ in range(100):
+        try:  # a server this process started stays a zombie (and "alive" to kill(pid, 0)) until it is reaped
+            if os.waitpid(info["pid"], os.WNOHANG)[0]:
+                break
+        except ChildProcessError:
+            pass  # not our child: its parent reaps it
         try:
             os.kill(info["pid"], 0)
         except OSError:
