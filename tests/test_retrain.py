@@ -223,3 +223,60 @@ def test_a_kill_before_an_epoch_is_registered_is_repaired_by_resume(tmp_path: Pa
     assert int(torch.load(state, weights_only=True)["epoch"]) == 2
     run_retrain(RetrainOptions(dataset=name, config=cfg, resume=state), url, home)
     assert [r[0] for r in sql_rows(url, "SELECT epoch FROM checkpoints ORDER BY epoch")] == [1, 2, 3]
+
+
+def test_ddp_shards_are_disjoint_and_together_are_the_balanced_epoch() -> None:
+    from collections import Counter
+
+    from curate.models.distributed import Group, shard
+
+    drawn = epoch_indices(LABELS, "oversample", seed=0, epoch=1)  # 90 indices, 30 per class, repeats included
+    for world in (2, 3, 4):
+        shards = [shard(drawn, Group(rank, world), seed=7) for rank in range(world)]
+        assert len({len(s) for s in shards}) == 1, "every rank runs the same number of steps"
+        positions = np.random.default_rng(7).permutation(len(drawn))[: len(drawn) - len(drawn) % world]
+        assert Counter(np.concatenate(shards).tolist()) == Counter(drawn[positions].tolist()), "disjoint, and together the epoch"
+        per_class = Counter(LABELS[np.concatenate(shards)].tolist())
+        assert max(per_class.values()) - min(per_class.values()) <= world - 1, "the union stays class-balanced"
+    assert shard(drawn, Group(0, 1), seed=7) is drawn
+
+
+@pytest.mark.slow  # three launches of two training processes each; CI runs it (.ci/run)
+def test_two_process_ddp_retrain_checkpoints_and_registers_once_and_resumes_after_kill_9(tmp_path: Path) -> None:
+    """`curate retrain --nproc 2` (gloo on CPU): one set of checkpoints, one registry row per epoch, and a run
+    killed with -9 then resumed ends tensor-for-tensor where an uninterrupted two-process run ends."""
+    import signal
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    from tests.conftest import last_json, run_cli, wait_for
+
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=4)
+    name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"ddp{os.getpid()}")
+    args = ["retrain", "--dataset", name, "--arch", "mobilenetv2_050", "--image-size", "32", "--epochs", "3", "--batch-size", "4",
+            "--max-steps-per-epoch", "3", "--device", "cpu", "--nproc", "2", "--json"]
+    env = {"CURATE_HOME": str(home)}
+    whole = run_cli(*args, "--out", str(tmp_path / "whole"), env=env)
+    w = last_json(whole)
+    run_dir = Path(w["out_dir"])
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
+        [f"epoch-00{e}.{x}" for e in (1, 2, 3) for x in ("safetensors", "json")] + ["best.safetensors", "best.json", "state.pt",
+                                                                                    "result.json", "report.png"])
+    assert "(2 processes)" in whole.stderr and json.loads((run_dir / "epoch-003.json").read_text())["train_config"]["nproc"] == 2
+    assert sql_rows(url, f"SELECT epoch FROM checkpoints WHERE model_run_id = {w['model_run_id']} ORDER BY epoch") == [(1,), (2,), (3,)]
+
+    exe = Path(os.sys.executable).parent / "curate"
+    proc = subprocess.Popen([str(exe), *args, "--out", str(tmp_path / "killed")], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    assert wait_for(lambda: any((tmp_path / "killed").glob("retrain-*/state.pt")), timeout=300, interval=0.02)  # epoch 1 saved
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+    proc.wait()
+    killed_dir = next((tmp_path / "killed").glob("retrain-*"))
+    assert not (killed_dir / "epoch-003.safetensors").exists(), "the kill landed after the run finished"
+    resumed = last_json(run_cli(*args, "--resume", str(killed_dir / "state.pt"), env=env))
+    assert resumed["resumed_from_epoch"] in (2, 3)
+    rows = sql_rows(url, f"SELECT epoch FROM checkpoints WHERE model_run_id = {resumed['model_run_id']} ORDER BY epoch")
+    assert rows == [(1,), (2,), (3,)], "each epoch registered once, those finished before the kill included"
+    a, b = load_file(killed_dir / "epoch-003.safetensors"), load_file(run_dir / "epoch-003.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed DDP run differs from an uninterrupted one"

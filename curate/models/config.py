@@ -35,6 +35,8 @@ class TrainConfig:
     workers: int = option(0, "DataLoader worker processes.", minimum=0, cli=False)
     device: str = option("auto", "auto, cpu or cuda[:N].", setting="device")
     max_steps_per_epoch: int | None = option(None, "Cap steps per epoch (smoke runs).", minimum=1)
+    nproc: int = option(1, "Training processes on this machine, data parallel (gloo on CPU, one GPU each with NCCL); "
+                           "checkpoints and registration happen once.", minimum=1)
     class_weights: list[float] | None = option(None, cli=False)
 
     def to_dict(self) -> dict[str, Any]:

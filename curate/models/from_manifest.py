@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oof", default="cross", choices=("cross", "none"))
     parser.add_argument("--max-steps-per-epoch", type=int, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--nproc", type=int, default=None, help="Data-parallel training processes (one GPU each on CUDA).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", type=Path, default=None, help="Teacher: a run folder; student: its state.pt.")
     args = parser.parse_args(argv)
@@ -56,7 +57,7 @@ def _run(args: argparse.Namespace) -> dict:
     rows = [r for r in read_manifest(args.manifest, args.root) if r.label]
     train, val, test = split_rows(rows, args.seed)
     given = {"arch": args.arch, "epochs": args.epochs, "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr,
-             "max_steps_per_epoch": args.max_steps_per_epoch}
+             "max_steps_per_epoch": args.max_steps_per_epoch, "nproc": args.nproc}
     common = {"device": args.device, "workers": default_workers(args.device), "seed": args.seed, **{k: v for k, v in given.items() if v is not None}}
     dataset = args.dataset or args.manifest.stem
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

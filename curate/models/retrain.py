@@ -12,6 +12,8 @@ a tampered ``state.pt`` cannot run code.
 from __future__ import annotations
 
 import io
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,6 +26,7 @@ from torch.utils.data import DataLoader, Subset
 from curate.models.balance import class_counts, class_weights, epoch_indices
 from curate.models.checkpoint import atomic_write_bytes, save_checkpoint
 from curate.models.data import FaceDataset, loader_kwargs
+from curate.models.distributed import SINGLE, Group, launch, shard
 from curate.models.ema import WeightAverage
 from curate.models.factory import model_options
 from curate.models.infer import resolve_device
@@ -68,13 +71,20 @@ def retrain(
     resume: Path | None = None,
     on_epoch: Callable[[dict[str, Any], Path], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    group: Group = SINGLE,
 ) -> dict[str, Any]:
     """Train; write ``epoch-NNN.safetensors`` (+ sidecar) per epoch, ``best.*`` for the best macro-F1, ``state.pt``.
 
     With ``cfg.ema_decay`` the checkpoints hold the weight average (what is validated and kept);
     each epoch's record also carries ``val_raw``, the raw weights' metrics, so the average's gain is on record.
+    With ``cfg.nproc > 1`` the loop runs data-parallel in that many processes (curate/models/distributed.py);
+    ``on_epoch`` then runs here, in this process, for each epoch they finished, after they all stopped.
     """
+    if cfg.nproc > 1 and not group.distributed:
+        return _retrain_in_processes(train_rows, val_rows, classes, cfg, out_dir, sidecar_extra, teacher_logits, resume, on_epoch)
     device = resolve_device(cfg.device)
+    if group.distributed and device.type == "cuda":
+        device = torch.device("cuda", group.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
     pp = cfg.preprocess()
@@ -84,7 +94,7 @@ def retrain(
     seed_everything(cfg.seed)
     model = cfg.build_model(len(classes)).to(device).to(memory_format=torch.channels_last)
     optimizer = _optimizer(model, cfg)
-    steps_per_epoch = max(1, len(epoch_indices(labels, cfg.balance, cfg.seed, 1)) // cfg.batch_size)
+    steps_per_epoch = max(1, len(epoch_indices(labels, cfg.balance, cfg.seed, 1)) // group.world // cfg.batch_size)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     # The average spans at most a tenth of the run, so a short run is not dominated by its early weights.
@@ -111,20 +121,29 @@ def retrain(
         return (1 - cfg.kd_weight) * ce + cfg.kd_weight * kd
 
     extra_loss = kd_loss if cfg.distill else None
+    trained = model
+    if group.distributed:  # gradients averaged over the ranks; the EMA and the checkpoints use the bare module
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     after_step = (lambda: average.update(model)) if average is not None else None
     dataset = FaceDataset(train_rows, classes, train_transform(pp))
     out_dir.mkdir(parents=True, exist_ok=True)
     options = model_options(cfg.resolved_stem_stride())
     seen, train_time = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs + 1):
-        seed_everything(cfg.seed * 1000 + epoch)
+        seed_everything(cfg.seed * 1000 + epoch + 100_000 * group.rank)
         drawn = epoch_indices(labels, cfg.balance, cfg.seed, epoch)
-        generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        loader = DataLoader(Subset(dataset, drawn.tolist()), batch_size=cfg.batch_size, shuffle=True, drop_last=len(drawn) > cfg.batch_size,
+        mine = shard(drawn, group, cfg.seed * 1000 + epoch)
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 100_000 * group.rank)
+        loader = DataLoader(Subset(dataset, mine.tolist()), batch_size=cfg.batch_size, shuffle=True, drop_last=len(mine) > cfg.batch_size,
                             generator=generator, **loader_kwargs(cfg.workers, device))
-        losses, n, seconds = run_epoch(model, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp,
+        losses, n, seconds = run_epoch(trained, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp,
                                        extra_loss=extra_loss, progress=progress, after_step=after_step)
-        seen, train_time = seen + n, train_time + seconds
+        seen, train_time = seen + n * group.world, train_time + seconds
+        if not group.is_main:  # rank 0 validates and writes; the others wait for it at the barrier
+            group.barrier()
+            continue
         t_eval = time.perf_counter()
         kept = average.model if average is not None else model
         metrics, _ = evaluate(kept, val_rows, classes, pp, cfg)
@@ -145,6 +164,7 @@ def retrain(
         _save_state(out_dir / "state.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                            "average": average.state_dict() if average is not None else None,
                                            "epoch": epoch, "best_f1": best_f1, "best_epoch": best_epoch, "history": history})
+        group.barrier()
         if on_epoch:
             on_epoch(record, ckpt)
     return {
@@ -152,3 +172,38 @@ def retrain(
         "class_counts_before": class_counts(labels, classes), "class_counts_after": class_counts(labels[epoch_indices(labels, cfg.balance, cfg.seed, 1)], classes),
         "train_images_per_s": seen / train_time if train_time else 0.0, "out_dir": str(out_dir),
     }
+
+
+def _rank_main(train_rows: Sequence[Row], val_rows: Sequence[Row], classes: Sequence[str], cfg: RetrainConfig, out_dir: Path,
+               sidecar_extra: dict[str, Any], teacher_logits: np.ndarray | None, resume: Path | None, group: Group) -> None:
+    """One training process; rank 0 prints a line per epoch and leaves the result for the parent."""
+
+    def say(record: dict[str, Any], _ckpt: Path) -> None:
+        val = record["val"]
+        print(f"epoch {record['epoch']}/{cfg.epochs} ({group.world} processes): loss {record['train_loss']:.3f}, "
+              f"val accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}, {record['train_seconds']} s", file=sys.stderr, flush=True)
+
+    result = retrain(train_rows, val_rows, classes, cfg, out_dir, sidecar_extra, teacher_logits, resume,
+                     on_epoch=say if group.is_main else None, group=group)
+    if group.is_main:
+        atomic_write_bytes(out_dir / "result.json", json.dumps(result, default=_plain).encode())
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _retrain_in_processes(train_rows: Sequence[Row], val_rows: Sequence[Row], classes: Sequence[str], cfg: RetrainConfig, out_dir: Path,
+                          sidecar_extra: dict[str, Any], teacher_logits: np.ndarray | None, resume: Path | None,
+                          on_epoch: Callable[[dict[str, Any], Path], None] | None) -> dict[str, Any]:
+    """Launch ``cfg.nproc`` ranks, wait, then report each epoch they finished to ``on_epoch`` (registration stays here)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "result.json").unlink(missing_ok=True)
+    launch(cfg.nproc, resolve_device(cfg.device).type, _rank_main, list(train_rows), list(val_rows), list(classes), cfg, out_dir,
+           sidecar_extra, teacher_logits, resume)
+    result = json.loads((out_dir / "result.json").read_text())
+    if on_epoch:
+        for record in result["history"]:
+            if record["epoch"] >= result["started_at_epoch"]:
+                on_epoch(record, out_dir / f"epoch-{record['epoch']:03d}.safetensors")
+    return result
