@@ -9,7 +9,8 @@ COPY pyproject.toml README.md ./
 COPY curate ./curate
 COPY db ./db
 COPY workflows ./workflows
-RUN pip install -e .
+# The [ray] extra: the same image runs the Ray head and workers (docker-compose.yml).
+RUN pip install -e '.[ray]'
 RUN useradd --create-home curate && mkdir -p /var/lib/curate && chown curate /var/lib/curate
 USER curate
 CMD ["curate", "--help"]

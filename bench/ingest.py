@@ -67,12 +67,13 @@ class _RssSampler(threading.Thread):
             time.sleep(0.1)
 
 
-def run_ingest(data: Path, limit: int | None, workers: int) -> dict:
+def run_ingest(data: Path, limit: int | None, workers: int, engine: str = "local") -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         env = {**os.environ, "CURATE_HOME": f"{tmp}/home", "FIFTYONE_DATABASE_DIR": f"{tmp}/fo", "FIFTYONE_DO_NOT_TRACK": "true"}
         cmd = [str(Path(sys.executable).parent / "curate"), "ingest", "fer2013", str(data), "--dataset", "bench", "--workers", str(workers), "--json"]
         if limit:
             cmd[-1:-1] = ["--limit", str(limit)]
+        cmd[-1:-1] = ["--engine", engine]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         sampler = _RssSampler(proc.pid)

@@ -14,7 +14,7 @@ RAW = (REPO / "docker-compose.yml").read_text()
 
 def test_services_and_images() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "label-studio", "mongo", "curate", "fiftyone-app"}
+    assert set(services) == {"postgres", "label-studio", "mongo", "curate", "fiftyone-app", "ray-head", "ray-worker"}
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["label-studio"]["image"].startswith("heartexlabs/label-studio:")
     assert services["mongo"]["image"].startswith("mongo:")
@@ -62,3 +62,15 @@ def test_secrets_come_only_from_env_file() -> None:
             if var == "CURATE_DB_URL":
                 assert "${POSTGRES_PASSWORD" in value
     assert ".env" in (REPO / ".gitignore").read_text().split()
+
+
+def test_ray_cluster_runs_the_curate_image_and_the_worker_points_at_its_head() -> None:
+    """Ray needs the same Ray and Python on every node, and the actors open image paths the driver names:
+    head, workers and the curate driver share the image and the read-only data mount."""
+    services = COMPOSE["services"]
+    for name in ("ray-head", "ray-worker"):
+        assert services[name]["image"] == services["curate"]["image"]
+        assert "${CURATE_DATA_DIR:-./data}:/data:ro" in services[name]["volumes"] and not services[name].get("ports")
+    assert "--head" in services["ray-head"]["command"] and "--address=ray-head:6379" in services["ray-worker"]["command"]
+    assert services["curate"]["environment"]["RAY_ADDRESS"] == "ray-head:6379"
+    assert "'.[ray]'" in (REPO / "Dockerfile").read_text()

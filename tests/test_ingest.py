@@ -5,16 +5,14 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests import builders
-from tests.conftest import last_json, run_cli, sql_rows
+from tests.conftest import kill_group_once_rows, last_json, run_cli, sql_rows
 
 _names = itertools.count()
 
@@ -198,20 +196,7 @@ def test_kill_dash_nine_then_resume_completes_without_duplicates(tmp_path: Path,
     exe = Path(os.sys.executable).parent / "curate"
     args = [str(exe), "ingest", "fer2013", str(built.root), "--dataset", name, "--workers", "1", "--write-batch", "16"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    from sqlalchemy.exc import DBAPIError
-
-    written = 0
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            written = sql_rows(ledger_db, "SELECT count(*) FROM samples")[0][0]
-        except DBAPIError:  # no file or no tables yet, or SQLite's writer lock
-            written = 0
-        if written >= 32:
-            break
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    written = kill_group_once_rows(proc, ledger_db, 32, timeout=120)
     assert 0 < written < total, f"kill landed at {written}/{total}: not mid-way"
     s = last_json(run_cli("ingest", "fer2013", str(built.root), "--dataset", name, "--workers", "1", "--json"))
     assert s["ingested"] == total and s["seen"] == total and s["rejected"] == {}

@@ -9,10 +9,8 @@ that reached SQL but not FiftyOne is simply written again without duplicating an
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
 import csv
 import itertools
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from curate.exceptions import CurateError
-from curate.ingest.worker import Job, Outcome, init_worker, process_chunk
+from curate.ingest.worker import Job, Outcome, QualityScorer
 from curate.sources import Rejection, SourceRecord, open_source
 from curate.taxonomy import AFFECTNET_NON_EMOTION
 
@@ -44,6 +42,8 @@ class IngestOptions:
     occlusion_max: float = 0.4
     near_duplicate_distance: int = DEFAULT_NEAR_DUPLICATE_DISTANCE
     weights: str | None = None
+    engine: str = "local"  # or "ray" (curate/parallel.py): where decoding and scoring run; this process writes either way
+    ray_address: str | None = None
 
 
 @dataclass
@@ -137,11 +137,6 @@ class _Writer:
         self.pending.clear()
 
 
-def _mp_context():  # noqa: ANN202
-    # FiftyOne's client threads are running in this process: never fork it.
-    return multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-
-
 def _refuse_samples_the_ledger_never_saw(ds, url: str, dataset_id: int, name: str) -> None:  # noqa: ANN001
     """FiftyOne's database is one per machine, the ledger one per CURATE_HOME (or CURATE_DB_URL). A FiftyOne
     dataset left by another home would look "already ingested" and leave this ledger empty, and every later
@@ -231,17 +226,13 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
         if progress:
             progress(len(chunk))
 
+    from curate.parallel import map_chunks
+
     workers = max(1, options.workers)
-    with cf.ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=init_worker, initargs=(options.weights,)) as pool:
-        in_flight: dict[cf.Future, list[tuple[SourceRecord, Job]]] = {}
-        for chunk in _chunks(jobs(), options.chunk_size):
-            while len(in_flight) >= 2 * workers:  # bounded: memory does not grow with the dataset
-                finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-                for fut in finished:
-                    handle(in_flight.pop(fut), fut.result())
-            in_flight[pool.submit(process_chunk, [job for _, job in chunk])] = chunk
-        for fut in cf.as_completed(list(in_flight)):
-            handle(in_flight.pop(fut), fut.result())
+    # Bounded (two chunks in flight per worker): memory does not grow with the dataset, whichever engine scores.
+    for chunk, outcomes in map_chunks(_chunks(jobs(), options.chunk_size), lambda c: [job for _, job in c], QualityScorer,
+                                      (options.weights,), engine=options.engine, workers=workers, ray_address=options.ray_address):
+        handle(chunk, outcomes)
     writer.flush()
 
     with session.session_scope(url) as db:
@@ -273,6 +264,7 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
         "duplicates": duplicates,
         "samples_in_dataset": len(ds),
         "workers": workers,
+        "engine": options.engine,
         "seconds": round(time.monotonic() - started, 2),
     }
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Job", "Outcome", "init_worker", "process_chunk"]
+__all__ = ["Job", "Outcome", "QualityScorer", "init_worker", "process_chunk"]
 
 _net = None
 
@@ -74,3 +74,14 @@ def process_chunk(jobs: list[Job]) -> list[Outcome]:
         for out, b, o in zip(scored, blur, occlusion):
             out.info["blur"], out.info["occlusion"] = round(float(b), 4), round(float(o), 4)
     return outcomes
+
+
+class QualityScorer:
+    """One ingest worker for curate.parallel.map_chunks (a local process or a Ray actor): loads the quality
+    network once, then decodes, hashes and scores chunk after chunk."""
+
+    def __init__(self, weights: str | None = None) -> None:
+        init_worker(weights)
+
+    def run(self, jobs: list[Job]) -> list[Outcome]:
+        return process_chunk(jobs)

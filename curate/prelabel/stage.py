@@ -34,10 +34,34 @@ def latest_teacher(url: str, dataset: str) -> Path:
 CHUNK_SIZE = 8192  # faces per predict-and-store round: 8192 x 1280 float32 embeddings = 42 MB, whatever the dataset size
 
 
+class Predictor:
+    """One inference worker for ``--engine ray`` (a Ray actor): loads the checkpoint once, predicts chunk after chunk."""
+
+    def __init__(self, checkpoint: str, batch_size: int, device: str, threads: int) -> None:
+        import torch
+
+        from curate.models.checkpoint import load_checkpoint
+        from curate.models.preprocess import Preprocess
+
+        torch.set_num_threads(threads)
+        self.model, sidecar = load_checkpoint(Path(checkpoint), device="cpu")
+        self.classes, self.pp = sidecar["classes"], Preprocess.from_dict(sidecar["preprocess"])
+        self.batch_size, self.device = batch_size, device
+
+    def run(self, rows: list) -> tuple[np.ndarray, np.ndarray]:
+        from curate.models.infer import predict
+
+        return predict(self.model, rows, self.classes, self.pp, self.batch_size, self.device, 0)
+
+
 def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, device: str, workers: int,
-             progress: Callable[[int], None] | None = None, chunk_size: int = CHUNK_SIZE) -> dict[str, Any]:
+             progress: Callable[[int], None] | None = None, chunk_size: int = CHUNK_SIZE, engine: str = "local",
+             ray_workers: int = 1, ray_address: str | None = None) -> dict[str, Any]:
     """Pre-label in chunks: inference, FiftyOne and SQL writes per chunk, so memory does not grow with the
-    dataset (all embeddings of AffectNet at once would be ~2 GB, plus the copies the writes make)."""
+    dataset (all embeddings of AffectNet at once would be ~2 GB, plus the copies the writes make).
+
+    ``engine="ray"``: ``ray_workers`` inference actors (each one thread per core it is given, or its GPU) predict
+    the chunks, bounded two per actor; this process stores each chunk as it comes back, as it does locally."""
     from curate.models.calibrate import softmax
     from curate.models.checkpoint import load_checkpoint
     from curate.models.infer import predict, resolve_device
@@ -53,18 +77,31 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
                                            {"checkpoint": str(ckpt), "batch_size": batch_size, "device": str(resolve_device(device))})
     pp = Preprocess.from_dict(sidecar["preprocess"])
     t0 = time.perf_counter()
-    labels: list[str] = []
     confidences = np.zeros(len(rows), np.float32)
-    for start in range(0, len(rows), chunk_size):  # predict, store, forget: no array of every embedding is ever held
+    by_start: dict[int, list[str]] = {}
+    starts = range(0, len(rows), chunk_size)
+    if engine == "ray":
+        import os
+
+        from curate.parallel import map_chunks
+
+        threads = max(1, (os.cpu_count() or 1) // ray_workers)
+        results = map_chunks(starts, lambda s: rows[s:s + chunk_size], Predictor, (str(ckpt), batch_size, device, threads),
+                             engine="ray", workers=ray_workers, ray_address=ray_address,
+                             gpus_per_worker=1 if resolve_device(device).type == "cuda" else 0)
+    else:
+        results = ((s, predict(model, rows[s:s + chunk_size], classes, pp, batch_size, device, workers, progress)) for s in starts)
+    for start, (logits, embeddings) in results:  # predict, store, forget: no array of every embedding is ever held
         chunk = rows[start:start + chunk_size]
-        logits, embeddings = predict(model, chunk, classes, pp, batch_size, device, workers, progress)
         probs = softmax(logits, temperature)
-        chunk_labels = [classes[i] for i in probs.argmax(1)]
+        by_start[start] = [classes[i] for i in probs.argmax(1)]
         confidences[start:start + len(chunk)] = probs.max(1)
-        records.store_prelabels(url, dataset, run_id, sidecar["sha256"], [r.uid for r in chunk], chunk_labels,
+        records.store_prelabels(url, dataset, run_id, sidecar["sha256"], [r.uid for r in chunk], by_start[start],
                                 confidences[start:start + len(chunk)], logits, embeddings)
-        labels.extend(chunk_labels)
+        if engine == "ray" and progress:
+            progress(len(chunk))
         del logits, embeddings, probs
+    labels = [label for start in sorted(by_start) for label in by_start[start]]
     seconds = time.perf_counter() - t0
     counts = {"samples": len(rows), "labeled": sum(1 for r in rows if r.label), "images_per_s": len(rows) / seconds if seconds else 0.0,
               "below_0.9": int((confidences < 0.9).sum())}

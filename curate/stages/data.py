@@ -22,19 +22,27 @@ class IngestStageOptions:
     blur_max: float | None = option(None, "Remove faces with blur above this.", minimum=0.0, maximum=1.0, setting="blur_max")
     occlusion_max: float | None = option(None, "Remove faces occluded above this.", minimum=0.0, maximum=1.0, setting="occlusion_max")
     write_batch: int = option(1000, "Samples per FiftyOne/SQL write (bounds memory).", minimum=1)
+    engine: str = option("local", "Where decoding and quality scoring run: local (worker processes) or ray (Ray actors; a local "
+                                  "Ray unless --ray-address or RAY_ADDRESS names a cluster). This process writes either way.")
+    ray_address: str | None = option(None, "Ray cluster to use with --engine ray (default: RAY_ADDRESS, else a local Ray).")
 
 
 def run_ingest(ctx: StageContext, opts: IngestStageOptions) -> dict[str, Any]:
     from curate.exceptions import CurateError
     from curate.ingest.stage import IngestOptions, ingest
 
+    from curate.parallel import ENGINES
+
     if opts.kind not in KINDS:
         raise CurateError(f"ingest kind {opts.kind!r} is not one of {', '.join(KINDS)}")
+    if opts.engine not in ENGINES:
+        raise CurateError(f"--engine {opts.engine!r} is not one of {', '.join(ENGINES)}")
     s = ctx.settings
     # A name set on purpose (workflow settings, env, --dataset) wins; otherwise the dataset is named after its kind.
     name = opts.dataset or (s.dataset if s.origins.get("dataset", "default") != "default" else opts.kind)
     options = IngestOptions(kind=opts.kind, root=ctx.path(opts.root), dataset=name, split=opts.split, limit=opts.limit,
-                            workers=s.worker_count, write_batch=opts.write_batch, blur_max=s.blur_max, occlusion_max=s.occlusion_max)
+                            workers=s.worker_count, write_batch=opts.write_batch, blur_max=s.blur_max, occlusion_max=s.occlusion_max,
+                            engine=opts.engine, ray_address=opts.ray_address)
     return ingest(options, s.database_url, s.home, progress=ctx.progress)
 
 

@@ -59,14 +59,24 @@ class PrelabelStageOptions:
     checkpoint: Path | None = option(None, "Teacher checkpoint (default: the newest registered).")
     batch_size: int | None = option(None, "Images per inference batch.", minimum=1, setting="batch_size")
     device: str | None = option(None, "auto, cpu or cuda[:N].", setting="device")
+    engine: str = option("local", "Where inference runs: local (this process) or ray (inference actors; a local Ray unless "
+                                  "--ray-address or RAY_ADDRESS names a cluster). This process writes either way.")
+    ray_workers: int = option(1, "Inference actors with --engine ray (each gets cores / N threads, or one GPU on CUDA).", minimum=1)
+    ray_address: str | None = option(None, "Ray cluster to use with --engine ray (default: RAY_ADDRESS, else a local Ray).")
 
 
 def run_prelabel(ctx: StageContext, opts: PrelabelStageOptions) -> dict[str, Any]:
     from curate.models.data import default_workers
     from curate.prelabel.stage import prelabel
 
+    from curate.exceptions import CurateError
+    from curate.parallel import ENGINES
+
+    if opts.engine not in ENGINES:
+        raise CurateError(f"--engine {opts.engine!r} is not one of {', '.join(ENGINES)}")
     s = ctx.settings
-    return prelabel(s.dataset, s.database_url, ctx.path(opts.checkpoint), s.batch_size, s.device, default_workers(s.device), ctx.progress)
+    return prelabel(s.dataset, s.database_url, ctx.path(opts.checkpoint), s.batch_size, s.device, default_workers(s.device), ctx.progress,
+                    engine=opts.engine, ray_workers=opts.ray_workers, ray_address=opts.ray_address)
 
 
 @dataclass
