@@ -67,6 +67,7 @@ def test_onnx_export_matches_torch_and_int8_is_reported(tmp_path: Path) -> None:
     assert s["accuracy_change"] == pytest.approx(s["accuracy_int8"] - s["accuracy_fp32"])
 
 
+@pytest.mark.slow  # ~40 s: trains and exports; CI runs it (.ci/run)
 def test_export_checks_parity_on_real_faces_of_a_dataset_without_val_or_test(tmp_path: Path) -> None:
     """Issue 15: CK+ class folders have no val/test split; the export must still check real faces, not noise."""
     import torch

@@ -8,10 +8,12 @@ import socket
 import stat
 from pathlib import Path
 
+import pytest
 
 from tests.conftest import LS_VENV, _free_port, last_json, missing_real_part, run_cli
 
 
+@pytest.mark.slow  # ~70 s: a first start of Label Studio (migrations); CI runs it
 def test_serve_status_stop_and_the_token_stays_secret(tmp_path: Path, curate_home: Path) -> None:
     if not (LS_VENV / "bin" / "label-studio").is_file():
         missing_real_part(f"Label Studio venv not found at {LS_VENV} (`make test` installs it)")

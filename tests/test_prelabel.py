@@ -109,6 +109,7 @@ def test_teacher_checkpoint_metrics_sql_and_oof_fields(tiny_dataset) -> None:  #
     assert sql_rows(url, "SELECT count(*) FROM checkpoints WHERE sha256 = :sha", sha=s["sha256"]) == [(1,)]
 
 
+@pytest.mark.slow  # ~70 s: three teacher runs; CI runs it (.ci/run)
 def test_teacher_resumes_after_kill_dash_nine_and_matches_an_uninterrupted_run(tiny_dataset, tmp_path: Path) -> None:  # noqa: ANN001
     """`curate teacher train` killed mid-run, then `--resume RUN_DIR`: the finished teacher is tensor-for-tensor
     the one an uninterrupted run trains."""
@@ -192,6 +193,7 @@ def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset, monkeypatch:
     assert sql_rows(url, "SELECT count(*) FROM current_labels WHERE source = 'model'") == [(0,)]
 
 
+@pytest.mark.slow  # ~1 min: two processes train and import; CI runs it (.ci/run)
 def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_path: Path) -> None:
     """The GPU path: export a manifest, train the teacher where FiftyOne and SQL cannot even be imported,
     bring the checkpoint and its out-of-fold probabilities back, and pre-label with it."""
@@ -234,3 +236,33 @@ def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_pat
     ds.reload()  # written by the CLI processes: refresh this process's cached schema
     stored = dict(zip(*ds.values(["sample_uid", "prelabel_oof"])))
     assert all(np.allclose(stored[u], p, atol=1e-6) for u, p in zip(oof["uids"].tolist(), oof["probs"]))
+
+
+def test_ray_inference_actors_store_what_local_prelabel_stores(tiny_dataset) -> None:  # noqa: ANN001
+    """`prelabel --engine ray` (two actors on a local Ray): the same label, confidence, logits and embedding per
+    sample as the local engine, though the chunks come back in any order."""
+    from tests.test_engines import _require_ray
+
+    _require_ray()
+    from curate.prelabel.stage import prelabel
+    from curate.store.fo_store import load_dataset
+
+    name, home, url = tiny_dataset
+    teacher = _teacher(name, home, url, seed=5)
+
+    def stored() -> dict:
+        ds = load_dataset(name, create=False)
+        ds.reload()
+        uids, labels, conf, logits, emb = ds.values(["sample_uid", "prelabel.label", "prelabel.confidence", "prelabel.logits",
+                                                     "embedding"])
+        return {u: (lb, c, np.asarray(lg), np.asarray(e)) for u, lb, c, lg, e in zip(uids, labels, conf, logits, emb) if lb is not None}
+
+    local = prelabel(name, url, Path(teacher["checkpoint"]), batch_size=16, device="cpu", workers=0, chunk_size=20)
+    before = stored()
+    ray = prelabel(name, url, Path(teacher["checkpoint"]), batch_size=16, device="cpu", workers=0, chunk_size=20, engine="ray", ray_workers=2)
+    after = stored()
+    assert ray["samples"] == local["samples"] == len(after) == 84 and ray["predicted"] == local["predicted"]
+    for uid, (label, confidence, logits, embedding) in before.items():
+        other = after[uid]
+        assert other[0] == label and other[1] == pytest.approx(confidence, abs=1e-5)
+        assert np.allclose(other[2], logits, atol=1e-4) and np.allclose(other[3], embedding, atol=1e-4)

@@ -153,3 +153,4 @@ def test_every_documented_command_runs_with_its_defaults(tmp_path: Path, curate_
             if name in fo().list_datasets():
                 fo().delete_dataset(name)
     assert sorted(summaries) == sorted(documented), "every documented command runs here, and only those"
+    print("seconds per README command:", json.dumps(dict(sorted(seconds.items(), key=lambda kv: -kv[1]))))

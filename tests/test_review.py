@@ -95,6 +95,7 @@ def _other(label: str, *avoid: str) -> str:
     return next(e for e in EMOTIONS if e != label and e not in avoid)
 
 
+@pytest.mark.slow  # ~90 s: every review path on a real server; CI runs it (.ci/run)
 def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, label_studio, ledger_db: str) -> None:  # noqa: ANN001, PLR0915
     setup = _review_dataset(tmp_path, url=ledger_db)
     # The server serves exactly the dataset's image root, as the README's review round does
@@ -258,6 +259,18 @@ def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refus
     for text in (pushed.stdout, pushed.stderr):
         assert info["token"] not in text
 
+    # Issue 15: a request the server refuses carries the server's own reason in the one line. Label Studio
+    # refuses a local-files storage equal to its document root; the user must read why, not a bare "HTTP 400".
+    from curate.review.client import Endpoint, LabelStudioError, ReviewServer
+    from curate.secrets import Secret
+
+    server = ReviewServer(Endpoint(info["url"], Secret(info["token"]), tmp_path / "elsewhere-files"))
+    with pytest.raises(LabelStudioError) as refused:
+        server.ensure_local_storage(_project(ls, setup.name), (tmp_path / "elsewhere-files").resolve())
+    message = str(refused.value)
+    assert "\n" not in message and "HTTP 400" in message and "cannot be the same" in message, message
+    assert info["token"] not in message
+
 
 def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     setup = _review_dataset(tmp_path)
@@ -280,6 +293,7 @@ def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(t
     assert list(_sdk(info).projects.list()) == []
 
 
+@pytest.mark.slow  # ~60 s: kill and racing pulls on a real server; CI runs it
 def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tmp_path: Path, label_studio, ledger_db: str) -> None:  # noqa: ANN001
     setup = _review_dataset(tmp_path, url=ledger_db)
     info = label_studio(setup.home, setup.root)

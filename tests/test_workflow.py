@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests import builders
 from tests.conftest import last_json, run_cli, sql_rows
 
@@ -73,6 +75,7 @@ def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, 
     assert kinds == {"teacher-train": 1, "prelabel": 1, "retrain": 1}
 
 
+@pytest.mark.slow  # ~30 s; CI runs it (.ci/run)
 def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_root_starts_over(tmp_path: Path, ledger_db: str) -> None:
     """Stage 2 fails, its cause is fixed (outside the YAML), the re-run resumes after stage 1 only;
     the same YAML pointed at another root by ${VAR} re-runs stage 1 instead of trusting the old one."""

@@ -11,7 +11,7 @@ from curate.commands.common import JsonOption
 from curate.output import Reporter, reporter
 
 BRIEF = ("dataset", "seen", "ingested", "rejected", "quality_removed", "curated", "samples", "checkpoint", "best_checkpoint", "pushed",
-         "new_human_labels", "label_issues", "reviewed_since_wait", "onnx_int8", "p_value", "skipped", "url")
+         "new_human_labels", "label_issues", "reviewed_since_wait", "pulled_new_human_labels", "onnx_int8", "p_value", "skipped", "url")
 
 
 def _human(r: Reporter) -> None:
