@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from curate.exceptions import CurateError
 
-__all__ = ["ENGINES", "map_chunks"]
+__all__ = ["ENGINES", "map_chunks", "preflight"]
 
 ENGINES = ("local", "ray")
 T = TypeVar("T")
@@ -32,6 +32,26 @@ T = TypeVar("T")
 def _mp_context():  # noqa: ANN202
     # FiftyOne's client threads are running in this process: never fork it.
     return multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def preflight(engine: str, ray_address: str | None = None) -> None:
+    """Refuse an engine that cannot run before anything is written: an unknown name, Ray not installed, or a
+    named Ray cluster that does not answer (each one line)."""
+    if engine not in ENGINES:
+        raise CurateError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        _import_ray()
+        address = ray_address or os.environ.get("RAY_ADDRESS")
+        if address:
+            _reachable(address)
+
+
+def _import_ray():  # noqa: ANN202
+    try:
+        import ray
+    except ImportError:
+        raise CurateError("--engine ray needs the ray package: pip install 'ray>=2.40' (or install curate with the [ray] extra)") from None
+    return ray
 
 
 def map_chunks(chunks: Iterable[T], payload: Callable[[T], Any], worker: type, init_args: tuple, *, engine: str = "local",
@@ -79,10 +99,7 @@ def _local(chunks: Iterable[T], payload: Callable[[T], Any], worker: type, init_
 def _ray_session(address: str | None, num_cpus: int) -> Iterator[Any]:
     """A connection to Ray: the cluster at ``address`` (or ``RAY_ADDRESS``), else a local Ray started here and
     shut down afterwards. A Ray the caller already initialised is used as it is."""
-    try:
-        import ray
-    except ImportError:
-        raise CurateError("--engine ray needs the ray package: pip install 'ray>=2.40' (or install curate with the [ray] extra)") from None
+    ray = _import_ray()
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         _reachable(address)

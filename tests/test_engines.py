@@ -49,6 +49,7 @@ def _dataset_snapshot(name: str, url: str) -> tuple[dict, list, list]:
     return fields, samples + events, rejections
 
 
+@pytest.mark.slow  # ~40 s (two Ray starts); CI runs it (.ci/run)
 def test_ray_and_local_ingest_give_identical_samples_scores_and_ledger_rows(tmp_path: Path, curate_home: Path) -> None:
     _require_ray()
     built = builders.bad_inputs(tmp_path / "bad")  # odd files, rejections and good faces side by side
@@ -65,15 +66,21 @@ def test_ray_and_local_ingest_give_identical_samples_scores_and_ledger_rows(tmp_
     assert a[1] == b[1] and a[2] == b[2] and len(a[2]) == sum(local["rejected"].values())
 
 
-def test_a_missing_ray_or_a_bad_engine_is_one_line(tmp_path: Path, curate_home: Path) -> None:
+def test_a_bad_engine_or_an_unreachable_cluster_is_one_line_and_creates_nothing(tmp_path: Path, curate_home: Path) -> None:
+    from curate.store.fo_store import fo
+
     built = builders.fer2013_folders(tmp_path / "fer")
-    bad = run_cli("ingest", "fer2013", str(built.root), "--engine", "spark", check=False)
+    bad = run_cli("ingest", "fer2013", str(built.root), "--dataset", "eng-bad", "--engine", "spark", check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: --engine 'spark' is not one of local, ray"]
-    unreachable = run_cli("ingest", "fer2013", str(built.root), "--engine", "ray", "--ray-address", "127.0.0.1:1", check=False,
-                          env={"RAY_ADDRESS": ""})
+    unreachable = run_cli("ingest", "fer2013", str(built.root), "--dataset", "eng-unreachable", "--engine", "ray", "--ray-address",
+                          "127.0.0.1:1", check=False)
     lines = [line for line in unreachable.stderr.splitlines() if line.strip()]
     assert unreachable.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: Ray at 127.0.0.1:1"), unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+    # Refused before anything was written: no empty dataset left in FiftyOne or in the ledger.
+    assert not {"eng-bad", "eng-unreachable"} & set(fo().list_datasets())
+    ledger = curate_home / "curate.db"
+    assert not ledger.exists() or sql_rows(f"sqlite:///{ledger}", "SELECT name FROM datasets") == []
 
 
 @pytest.mark.slow  # ~1 min (two Ray starts); CI runs it (.ci/run)

@@ -45,6 +45,7 @@ def test_two_planted_confusion_groups_become_two_named_clusters() -> None:
     assert clusters[0].confusion_share == pytest.approx(28 / 30)
 
 
+@pytest.mark.slow  # ~45 s; CI runs it (.ci/run)
 def test_errors_stage_fields_views_and_brain(tmp_path: Path) -> None:
     from curate.errors.stage import BRAIN_KEY, analyze_errors
     from curate.store.fo_store import load_dataset

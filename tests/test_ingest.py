@@ -284,6 +284,7 @@ def test_affectnet_class_folders_with_a_non_emotion_folder_keep_those_faces_unla
     assert _labels_by_path(s["dataset"], built.root)["Train/misc/x.jpg"] == (None, "train")
 
 
+@pytest.mark.slow  # ~25 s; CI runs it (.ci/run)
 def test_a_fiftyone_dataset_left_by_another_home_is_refused_in_one_line(tmp_path: Path) -> None:
     """FiftyOne's database outlives a CURATE_HOME: `make run` with a fresh home found the old FiftyOne
     dataset "already ingested", left the new ledger empty and failed two stages later ("0 labeled samples")."""

@@ -238,6 +238,7 @@ def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_pat
     assert all(np.allclose(stored[u], p, atol=1e-6) for u, p in zip(oof["uids"].tolist(), oof["probs"]))
 
 
+@pytest.mark.slow  # ~30 s (a Ray start); CI runs it (.ci/run)
 def test_ray_inference_actors_store_what_local_prelabel_stores(tiny_dataset) -> None:  # noqa: ANN001
     """`prelabel --engine ray` (two actors on a local Ray): the same label, confidence, logits and embedding per
     sample as the local engine, though the chunks come back in any order."""

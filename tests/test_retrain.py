@@ -82,6 +82,7 @@ def test_resume_after_a_crash_continues_exactly(rows, tmp_path: Path) -> None:  
     assert [h["epoch"] for h in side["history"]] == [1, 2, 3] and side["metrics"] == whole["history"][2]["val"]
 
 
+@pytest.mark.slow  # ~25 s; CI runs it (.ci/run)
 def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> None:
     from curate.retrain.stage import RetrainOptions, run_retrain
 

@@ -217,6 +217,7 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
         assert info["token"] not in text
 
 
+@pytest.mark.slow  # ~35 s; CI runs it (.ci/run)
 def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refused(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -272,6 +273,7 @@ def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refus
     assert info["token"] not in message
 
 
+@pytest.mark.slow  # ~30 s; CI runs it (.ci/run)
 def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     setup = _review_dataset(tmp_path)
     info = label_studio(setup.home, setup.root)
@@ -339,6 +341,7 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
     assert sql_rows(setup.url, "SELECT COUNT(*) FROM review_tasks WHERE state='done'") == [(4,)]
 
 
+@pytest.mark.slow  # ~40 s (Chromium); CI runs it (.ci/run)
 def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     """Headless Chromium logs in through the real login form and opens a pushed task, as a reviewer would."""
     import json

@@ -127,6 +127,7 @@ def _loop_workflow(tmp_path: Path, name: str, port: int) -> Path:
     return wf
 
 
+@pytest.mark.slow  # ~100 s: the whole loop through a real Label Studio; CI runs it (.ci/run)
 def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_after_kill_9(  # noqa: PLR0915
         tmp_path: Path, curate_home: Path, label_studio_template: Path) -> None:
     import os

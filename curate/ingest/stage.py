@@ -165,7 +165,10 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
     from curate.store import fo_store
     from curate.store.sql import ledger, session
 
+    from curate.parallel import map_chunks, preflight
+
     started = time.monotonic()
+    preflight(options.engine, options.ray_address)  # before anything is created: a bad engine leaves no empty dataset
     layout, items = open_source(options.kind, options.root, options.split, media=home / "media" / options.dataset)
     session.require_schema(url)
     with session.session_scope(url) as db:
@@ -225,8 +228,6 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
                 tally.new += 1
         if progress:
             progress(len(chunk))
-
-    from curate.parallel import map_chunks
 
     workers = max(1, options.workers)
     # Bounded (two chunks in flight per worker): memory does not grow with the dataset, whichever engine scores.

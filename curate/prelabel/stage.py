@@ -69,6 +69,9 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
     from curate.models.preprocess import Preprocess
     from curate.prelabel import records
 
+    from curate.parallel import preflight
+
+    preflight(engine, ray_address)
     ckpt = checkpoint or latest_teacher(url, dataset)
     model, sidecar = load_checkpoint(ckpt, device="cpu")
     classes, temperature = sidecar["classes"], float(sidecar.get("temperature", 1.0))

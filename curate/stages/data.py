@@ -31,12 +31,8 @@ def run_ingest(ctx: StageContext, opts: IngestStageOptions) -> dict[str, Any]:
     from curate.exceptions import CurateError
     from curate.ingest.stage import IngestOptions, ingest
 
-    from curate.parallel import ENGINES
-
     if opts.kind not in KINDS:
         raise CurateError(f"ingest kind {opts.kind!r} is not one of {', '.join(KINDS)}")
-    if opts.engine not in ENGINES:
-        raise CurateError(f"--engine {opts.engine!r} is not one of {', '.join(ENGINES)}")
     s = ctx.settings
     # A name set on purpose (workflow settings, env, --dataset) wins; otherwise the dataset is named after its kind.
     name = opts.dataset or (s.dataset if s.origins.get("dataset", "default") != "default" else opts.kind)

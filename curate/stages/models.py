@@ -69,11 +69,6 @@ def run_prelabel(ctx: StageContext, opts: PrelabelStageOptions) -> dict[str, Any
     from curate.models.data import default_workers
     from curate.prelabel.stage import prelabel
 
-    from curate.exceptions import CurateError
-    from curate.parallel import ENGINES
-
-    if opts.engine not in ENGINES:
-        raise CurateError(f"--engine {opts.engine!r} is not one of {', '.join(ENGINES)}")
     s = ctx.settings
     return prelabel(s.dataset, s.database_url, ctx.path(opts.checkpoint), s.batch_size, s.device, default_workers(s.device), ctx.progress,
                     engine=opts.engine, ray_workers=opts.ray_workers, ray_address=opts.ray_address)
