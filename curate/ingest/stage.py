@@ -161,11 +161,10 @@ def _refuse_samples_the_ledger_never_saw(ds, url: str, dataset_id: int, name: st
 
 def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run the ingest stage and return its summary (see ``curate ingest --json``)."""
+    from curate.parallel import map_chunks, preflight
     from curate.quality.scores import quality_reasons
     from curate.store import fo_store
     from curate.store.sql import ledger, session
-
-    from curate.parallel import map_chunks, preflight
 
     started = time.monotonic()
     preflight(options.engine, options.ray_address)  # before anything is created: a bad engine leaves no empty dataset

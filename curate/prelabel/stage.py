@@ -67,9 +67,8 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
     from curate.models.infer import predict, resolve_device
     from curate.models.manifest import from_dataset
     from curate.models.preprocess import Preprocess
-    from curate.prelabel import records
-
     from curate.parallel import preflight
+    from curate.prelabel import records
 
     preflight(engine, ray_address)
     ckpt = checkpoint or latest_teacher(url, dataset)
