@@ -73,8 +73,12 @@ def _configure_logging() -> None:
 
     from curate.secrets import install_log_redaction
 
-    level = os.environ.get("CURATE_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
+    level = getattr(logging, os.environ.get("CURATE_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Libraries that set their own loggers to INFO (FiftyOne prints "Computing uniqueness..." itself) still propagate
+    # those records to the root handler, which would print each a second time: the handler filters by level too.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     install_log_redaction()
 
 

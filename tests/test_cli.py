@@ -95,3 +95,18 @@ def test_app_refuses_a_non_loopback_address_without_the_explicit_flag(curate_hom
     # Past the address check: it warns, then stops at the missing dataset.
     assert "without a login" in allowed.stdout + allowed.stderr and "nosuch" in allowed.stderr and "--expose-without-login" not in allowed.stderr.splitlines()[-1]
     assert run_cli("app", "--dataset", "nosuch", "--address", "127.0.0.1", "--port", "1", check=False).stderr.count("login") == 0
+
+
+def test_library_info_logs_are_not_printed_twice_at_the_default_level() -> None:
+    """FiftyOne sets its loggers to INFO and prints those lines itself; curate's root handler must not repeat them
+    (each `make run` line "Computing uniqueness..." came out twice, once as "INFO fiftyone.brain...")."""
+    import os
+    import subprocess
+
+    code = ("import logging; from curate.cli import _configure_logging; _configure_logging(); "
+            "lib = logging.getLogger('fiftyone.brain.x'); lib.setLevel(logging.INFO); lib.info('computing'); lib.warning('careful')")
+    env = {k: v for k, v in os.environ.items() if k != "CURATE_LOG_LEVEL"}
+    quiet = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert quiet.stderr.splitlines() == ["WARNING fiftyone.brain.x: careful"], quiet.stderr
+    loud = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, env={**env, "CURATE_LOG_LEVEL": "INFO"}, timeout=60)
+    assert "INFO fiftyone.brain.x: computing" in loud.stderr.splitlines()

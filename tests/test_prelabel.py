@@ -260,6 +260,10 @@ def test_ray_inference_actors_store_what_local_prelabel_stores(tiny_dataset) -> 
 
     local = prelabel(name, url, Path(teacher["checkpoint"]), batch_size=16, device="cpu", workers=0, chunk_size=20)
     before = stored()
+    cleared = load_dataset(name, create=False)  # what is read next can only come from the Ray run
+    cleared.clear_sample_field("prelabel")
+    cleared.clear_sample_field("embedding")
+    assert stored() == {}
     ray = prelabel(name, url, Path(teacher["checkpoint"]), batch_size=16, device="cpu", workers=0, chunk_size=20, engine="ray", ray_workers=2)
     after = stored()
     assert ray["samples"] == local["samples"] == len(after) == 84 and ray["predicted"] == local["predicted"]

@@ -97,7 +97,7 @@ def launch(world: int, device_type: str, fn: Callable[..., Any], *args: Any) -> 
         import torch
 
         if torch.cuda.device_count() < world:
-            raise ValueError(f"--nproc {world} needs {world} GPUs; {torch.cuda.device_count()} visible")
+            raise CurateError(f"--nproc {world} needs {world} GPUs; {torch.cuda.device_count()} visible")
     try:
         mp.spawn(_entry, args=(world, _free_port(), device_type, fn, args), nprocs=world, join=True)
     except mp.ProcessRaisedException as exc:  # the rank's own traceback is in the message: keep its last line

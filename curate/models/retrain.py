@@ -132,10 +132,12 @@ def retrain(
     options = model_options(cfg.resolved_stem_stride())
     seen, train_time = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs + 1):
-        seed_everything(cfg.seed * 1000 + epoch + 100_000 * group.rank)
+        epoch_seed = cfg.seed * 1000 + epoch  # the same on every rank: the draw and its split
+        rank_seed = epoch_seed + 100_000 * group.rank  # this rank's augmentations and order (rank 0: a one-process run's)
+        seed_everything(rank_seed)
         drawn = epoch_indices(labels, cfg.balance, cfg.seed, epoch)
-        mine = shard(drawn, group, cfg.seed * 1000 + epoch)
-        generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 100_000 * group.rank)
+        mine = shard(drawn, group, epoch_seed)
+        generator = torch.Generator().manual_seed(rank_seed)
         loader = DataLoader(Subset(dataset, mine.tolist()), batch_size=cfg.batch_size, shuffle=True, drop_last=len(mine) > cfg.batch_size,
                             generator=generator, **loader_kwargs(cfg.workers, device))
         losses, n, seconds = run_epoch(trained, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp,
