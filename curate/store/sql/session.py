@@ -7,9 +7,9 @@ import functools
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from curate.exceptions import CurateError
@@ -19,6 +19,9 @@ __all__ = ["engine_for", "session_scope", "migrations_dir", "upgrade", "downgrad
 
 #: db/migrations lives at the repository root (the package is installed editable).
 _MIGRATIONS = Path(__file__).resolve().parents[3] / "db" / "migrations"
+
+#: The PostgreSQL advisory lock that serialises migrations between processes (any constant; "curate" in ASCII).
+_MIGRATION_LOCK_KEY = 0x637572617465
 
 
 class DatabaseError(CurateError):
@@ -86,10 +89,18 @@ def _run_alembic(url: str, action: str, revision: str) -> None:
     cfg = _alembic_config(url)
     try:
         with engine_for(url).begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Every process upgrades an empty ledger on first use. Machines that start at once on a shared
+                # PostgreSQL would each create the tables and all but one would fail, so they queue on a lock held
+                # until commit; the next one in then finds the schema at head and has nothing to do.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             cfg.attributes["connection"] = connection
             getattr(command, action)(cfg, revision)
     except OperationalError as exc:
         raise DatabaseError(f"{redact_url(url)}: cannot reach database ({str(exc.orig).splitlines()[0]})") from None
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise DatabaseError(f"{redact_url(url)}: migration {action} to {revision} failed ({reason})") from None
 
 
 def upgrade(url: str, revision: str = "head") -> str | None:
