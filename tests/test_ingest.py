@@ -276,6 +276,29 @@ def test_cross_split_duplicates_are_flagged_and_listed(tmp_path: Path, curate_ho
     assert kinds == {"a.png": "canonical", "a_copy.png": "exact", "a_reencoded.jpg": "near"}  # the train copy is kept
 
 
+def test_a_group_that_dissolves_loses_its_marks_and_samples_outside_groups_stay_unmarked(tmp_path: Path, curate_home: Path) -> None:
+    """mark_duplicates writes only group members and former members: a face whose twin is gone must be unmarked,
+    and the faces in no group are never given marks."""
+    from curate.ingest.mark_duplicates import mark_duplicates
+    from curate.store.fo_store import load_dataset
+
+    root = tmp_path / "dup"
+    img = builders.face(42, 96)
+    builders.write_image(root / "train" / "happy" / "a.png", img)
+    builders.write_image(root / "train" / "happy" / "a_copy.png", img)
+    builders.write_image(root / "train" / "sad" / "other.png", (np.indices((96, 96)).sum(0) % 17 * 15).astype(np.uint8))
+    name = _name("dissolve")
+    assert _ingest_inprocess("folder", root, curate_home, dataset=name)["duplicates"]["groups"] == 1
+    ds = load_dataset(name, create=False)
+    marks = lambda: {Path(p).name: (g, k, o is not None) for p, g, k, o in zip(*ds.values(["filepath", "duplicate_group", "duplicate_kind",  # noqa: E731
+                                                                                              "duplicate_of"]))}
+    assert marks() == {"a.png": (0, "canonical", False), "a_copy.png": (0, "exact", True), "other.png": (None, None, False)}
+    ds.delete_samples(ds.match({"filepath": {"$regex": "a_copy"}}))
+    assert mark_duplicates(ds, 4)["groups"] == 0
+    assert marks() == {"a.png": (None, None, False), "other.png": (None, None, False)}
+    assert len(ds.load_saved_view("duplicates")) == 0
+
+
 def test_affectnet_class_folders_with_a_non_emotion_folder_keep_those_faces_unlabeled(tmp_path: Path, curate_home: Path) -> None:
     built = builders.affectnet_class_folders(tmp_path / "an")
     builders.write_image(built.root / "Train" / "misc" / "x.jpg", builders.face(999))

@@ -49,6 +49,22 @@ def test_occlusion_score_tracks_hidden_fraction(net, faces: np.ndarray) -> None:
     assert np.abs(hidden - truth).mean() < 0.2, (hidden.mean(), truth.mean())
 
 
+def test_onnx_runtime_scores_equal_the_network_s_own_on_blurred_and_occluded_faces(net, faces: np.ndarray) -> None:  # noqa: ANN001
+    """Ingest scores with ONNX Runtime (faster); the blur and occlusion a face gets must not depend on that."""
+    from curate.ingest import worker
+    from curate.quality.net import OnnxQualityNet, for_cpu_inference
+    from curate.quality.scores import score_faces
+
+    rng = np.random.default_rng(2)
+    varied = np.stack([*faces, *(gaussian_blur(f, 2.0) for f in faces), *(occlude(f, "solid", 0.4, rng).image for f in faces)])
+    fast = for_cpu_inference(net)
+    assert isinstance(fast, OnnxQualityNet)
+    for a, b in zip(score_faces(net, varied), score_faces(fast, varied)):
+        assert a.std() > 0.01 and np.abs(a - b).max() < 1e-4
+    worker.init_worker()
+    assert isinstance(worker._net, OnnxQualityNet)  # what ingest's workers and Ray actors run
+
+
 @pytest.mark.parametrize("kind", OCCLUDER_KINDS)
 def test_occluders_hide_the_fraction_asked(kind: str) -> None:
     rng = np.random.default_rng(1)

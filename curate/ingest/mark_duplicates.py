@@ -6,25 +6,32 @@ from __future__ import annotations
 from typing import Any
 
 from curate.quality.duplicates import find_duplicates
+from curate.store.fo_store import declare_schema
 
 __all__ = ["mark_duplicates"]
 
 
 def mark_duplicates(ds, max_distance: int) -> dict[str, Any]:  # noqa: ANN001
     """Set duplicate_group / duplicate_of / duplicate_kind / cross_split_duplicate; return counts."""
+    declare_schema(ds)  # the duplicate fields exist even on a dataset made before they did
     if len(ds) == 0:
         return {"groups": 0, "exact": 0, "near": 0, "cross_split_groups": 0, "cross_split_samples": 0}
-    hashes, phashes, splits, paths, uids = ds.values(["content_hash", "phash", "split", "filepath", "sample_uid"])
+    ids, hashes, phashes, splits, paths, uids, marked = ds.values(["id", "content_hash", "phash", "split", "filepath", "sample_uid",
+                                                                   "duplicate_group"])
     found = find_duplicates(hashes, [int(p, 16) for p in phashes], splits, paths, max_distance)
-    group, of, kind, cross = [], [], [], []
-    for i in range(len(hashes)):
+    # Only members of a group, and samples a group held before (whose marks must go), are written: most faces are in
+    # no group, and rewriting every sample's four fields cost more than the rest of an ingest's FiftyOne writes.
+    touched = sorted(set(found) | {i for i, g in enumerate(marked) if g is not None})
+    columns: dict[str, dict[str, Any]] = {"duplicate_group": {}, "duplicate_of": {}, "duplicate_kind": {}, "cross_split_duplicate": {}}
+    for i in touched:
         info = found.get(i)
-        group.append(info.group if info else None)
-        of.append(uids[info.canonical] if info and info.kind != "canonical" else None)
-        kind.append(info.kind if info else None)
-        cross.append(info.cross_split if info else None)
-    for name, values in (("duplicate_group", group), ("duplicate_of", of), ("duplicate_kind", kind), ("cross_split_duplicate", cross)):
-        ds.set_values(name, values)
+        columns["duplicate_group"][ids[i]] = info.group if info else None
+        columns["duplicate_of"][ids[i]] = uids[info.canonical] if info and info.kind != "canonical" else None
+        columns["duplicate_kind"][ids[i]] = info.kind if info else None
+        columns["cross_split_duplicate"][ids[i]] = info.cross_split if info else None
+    if touched:
+        for name, values in columns.items():
+            ds.set_values(name, values, key_field="id")
     groups = {info.group for info in found.values()}
     cross_groups = {info.group for info in found.values() if info.cross_split}
     return {

@@ -1,7 +1,8 @@
 """Runs in the ingest process pool: decode, hash and score one chunk of inputs.
 
-Each worker loads the quality network once and uses one thread, so N workers keep
-N cores busy without oversubscription.
+Each worker loads the quality network once (run by ONNX Runtime, see
+curate.quality.net.for_cpu_inference) and uses one thread, so N workers keep N cores busy
+without oversubscription.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def init_worker(weights: str | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from curate.quality.net import load_default
+    from curate.quality.net import for_cpu_inference, load_default
 
-    _net = load_default(Path(weights) if weights else None)
+    _net = for_cpu_inference(load_default(Path(weights) if weights else None))
 
 
 def process_chunk(jobs: list[Job]) -> list[Outcome]:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ["FACE_SIZE", "SIGMA_MAX", "QualityNet", "normalize", "load_default", "WEIGHTS"]
+__all__ = ["FACE_SIZE", "SIGMA_MAX", "QualityNet", "OnnxQualityNet", "normalize", "load_default", "for_cpu_inference", "WEIGHTS"]
 
 FACE_SIZE = 48
 SIGMA_MAX = 5.0
@@ -84,3 +84,37 @@ def load_default(path: Path | None = None) -> QualityNet:
     net = QualityNet()
     net.load_state_dict(load_file(str(path or WEIGHTS)))
     return net.eval()
+
+
+class OnnxQualityNet:
+    """The same network run by ONNX Runtime: same outputs to ~1e-5, 1.8x faster than eager PyTorch on one CPU core
+    (1.0 vs 1.8 ms a face, batch 64-256), which matters because every ingested face is scored once."""
+
+    def __init__(self, net: QualityNet, threads: int = 1) -> None:
+        import io
+        import warnings
+
+        import onnxruntime as ort
+
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice: nothing a user can act on
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net.eval(), (torch.zeros(2, 1, FACE_SIZE, FACE_SIZE),), buffer, input_names=["x"],
+                              output_names=["mask", "blur"], dynamic_axes={"x": {0: "n"}, "mask": {0: "n"}, "blur": {0: "n"}},
+                              dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask, blur = self.session.run(None, {"x": x.contiguous().numpy()})
+        return torch.from_numpy(mask), torch.from_numpy(blur)
+
+
+def for_cpu_inference(net: QualityNet, threads: int = 1) -> QualityNet | OnnxQualityNet:
+    """The fastest way this machine has to run ``net`` on CPU: ONNX Runtime when it can export and load it (a core
+    dependency, so nearly always), eager PyTorch otherwise; both give the same scores."""
+    try:
+        return OnnxQualityNet(net, threads)
+    except Exception:  # noqa: BLE001 - no ONNX Runtime or exporter here: the eager network scores the same faces
+        return net

@@ -7,8 +7,9 @@ import numpy as np
 __all__ = ["score_faces", "quality_reasons"]
 
 
-def score_faces(net, faces: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """uint8 (N, 48, 48) faces -> (blur, occlusion), each float32 (N,) in [0, 1]."""
+def score_faces(net, faces: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """uint8 (N, 48, 48) faces -> (blur, occlusion), each float32 (N,) in [0, 1]. ``net`` is the QualityNet or its
+    ONNX Runtime form (:func:`curate.quality.net.for_cpu_inference`)."""
     import torch
 
     from curate.quality.net import normalize
@@ -17,7 +18,9 @@ def score_faces(net, faces: np.ndarray, batch_size: int = 512) -> tuple[np.ndarr
     occlusion = np.empty(len(faces), np.float32)
     with torch.inference_mode():
         for start in range(0, len(faces), batch_size):
-            x = normalize(faces[start : start + batch_size]).contiguous(memory_format=torch.channels_last)
+            x = normalize(faces[start : start + batch_size])
+            if isinstance(net, torch.nn.Module):
+                x = x.contiguous(memory_format=torch.channels_last)
             logits, b = net(x)
             blur[start : start + len(x)] = b.numpy()
             occlusion[start : start + len(x)] = torch.sigmoid(logits).mean(dim=(1, 2, 3)).numpy()
