@@ -177,7 +177,7 @@ def _pg_admin(server_url: str, statement: str) -> None:
         engine.dispose()
 
 
-def _fresh_pg_database(server_url: str) -> str:
+def fresh_pg_database(server_url: str) -> str:
     """A new, empty database on the session's PostgreSQL: each test gets its own ledger, as on SQLite."""
     import uuid
 
@@ -188,19 +188,24 @@ def _fresh_pg_database(server_url: str) -> str:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
+def drop_pg_database(server_url: str, url: str) -> None:
+    """Drop the database ``url`` names (made by :func:`fresh_pg_database`), connections and all."""
+    from sqlalchemy.engine import make_url
+
+    _pg_admin(server_url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def ledger_db(request: pytest.FixtureRequest, curate_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The ledger URL for a test and for every `curate` it runs (CURATE_DB_URL): SQLite in CURATE_HOME, or a
     fresh database on a real PostgreSQL, the store the compose stack deploys. SQLite serialises writers with
     its file lock; PostgreSQL does not, so upserts, races and timestamps get their real test only there."""
     server = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    url = _fresh_pg_database(server) if server else f"sqlite:///{curate_home / 'curate.db'}"
+    url = fresh_pg_database(server) if server else f"sqlite:///{curate_home / 'curate.db'}"
     monkeypatch.setenv("CURATE_DB_URL", url)
     yield url
     if server:  # CURATE_TEST_PG_URL may name a server that outlives the session: leave nothing behind
-        from sqlalchemy.engine import make_url
-
-        _pg_admin(server, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+        drop_pg_database(server, url)
 
 
 def sql_rows(url: str, query: str, **params: object) -> list[tuple]:

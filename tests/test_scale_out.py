@@ -15,11 +15,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests import builders
-from tests.conftest import _fresh_pg_database, _pg_admin, missing_real_part, mongod_binary, sql_rows, start_mongod
+from tests.conftest import drop_pg_database, fresh_pg_database, missing_real_part, mongod_binary, sql_rows, start_mongod
 
 #: One machine's share of the work: ingest, a tiny teacher (two fold models), pre-labels. Fast, but every store is hit.
 _PIPELINE = (
@@ -32,7 +33,7 @@ _PIPELINE = (
 
 
 @pytest.fixture
-def external_mongod() -> tuple[str, Path]:
+def external_mongod() -> Iterator[tuple[str, Path]]:
     """A mongod of this test's own: the "external MongoDB" both processes reach by FIFTYONE_DATABASE_URI only."""
     mongod = mongod_binary()
     if mongod is None:
@@ -48,20 +49,18 @@ def external_mongod() -> tuple[str, Path]:
 
 
 @pytest.fixture
-def empty_pg_ledger(postgres_url: str) -> str:
+def empty_pg_ledger(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the session's PostgreSQL (no schema yet), dropped afterwards."""
-    from sqlalchemy.engine import make_url
-
-    ledger = _fresh_pg_database(postgres_url)
+    ledger = fresh_pg_database(postgres_url)
     yield ledger
-    _pg_admin(postgres_url, f'DROP DATABASE IF EXISTS "{make_url(ledger).database}" WITH (FORCE)')
+    drop_pg_database(postgres_url, ledger)
 
 
 @pytest.mark.slow  # ~1.5 min (two pipelines side by side on 2 cores); CI runs it (.ci/run)
 def test_two_curate_processes_share_an_external_mongod_and_postgresql(tmp_path: Path, external_mongod, empty_pg_ledger: str) -> None:  # noqa: ANN001
     from pymongo import MongoClient
 
-    uri, mongo_folder = external_mongod
+    uri, _ = external_mongod
     ledger = empty_pg_ledger  # no `curate db upgrade` first: both processes meet a bare database
     exe = Path(os.sys.executable).parent / "curate"
     machines = {}
@@ -99,7 +98,9 @@ def test_two_curate_processes_share_an_external_mongod_and_postgresql(tmp_path: 
             assert sql_rows(ledger, "SELECT r.kind FROM model_runs r JOIN datasets d ON d.id = r.dataset_id WHERE d.name = :name "
                                     "AND r.kind = 'prelabel'", name=name) == [("prelabel",)]
             assert Path(teacher["checkpoint"]).is_relative_to(tmp_path / name / "home")
-        assert mongo_folder.joinpath("mongod.log").is_file()
+        from curate.store.fo_store import fo
+
+        assert not set(machines) & set(fo().list_datasets()), "a dataset reached the tests' own database, not the external one"
     finally:
         client.close()
 
