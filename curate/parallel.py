@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from curate.exceptions import CurateError
 
-__all__ = ["ENGINES", "map_chunks", "preflight"]
+__all__ = ["ENGINES", "map_chunks", "preflight", "worker_pool"]
 
 ENGINES = ("local", "ray")
 T = TypeVar("T")
@@ -54,19 +54,32 @@ def _import_ray():  # noqa: ANN202
     return ray
 
 
-def map_chunks(chunks: Iterable[T], payload: Callable[[T], Any], worker: type, init_args: tuple, *, engine: str = "local",
-               workers: int = 1, ray_address: str | None = None, per_worker: int = 2, gpus_per_worker: float = 0) -> Iterator[tuple[T, Any]]:
-    """Run ``worker(*init_args).run(payload(chunk))`` for every chunk on ``workers`` processes; yield (chunk, result).
+@contextlib.contextmanager
+def worker_pool(worker: type, init_args: tuple, *, engine: str = "local", workers: int = 1, ray_address: str | None = None,
+                per_worker: int = 2, gpus_per_worker: float = 0) -> Iterator[Callable[[Iterable[T], Callable[[T], Any]], Iterator[tuple[T, Any]]]]:
+    """Start ``workers`` copies of ``worker(*init_args)`` now, and give back ``map(chunks, payload)``, which runs
+    ``worker.run(payload(chunk))`` for every chunk and yields (chunk, result) in completion order.
 
-    ``worker`` is a class whose ``__init__`` loads what every call needs (once per process) and whose
-    ``run`` does one chunk; it must be importable by the worker processes (a module-level class). A Ray actor
-    asks for one CPU and ``gpus_per_worker`` GPUs (Ray then shows it only its own GPU)."""
+    Starting them before the first chunk exists is the point: a worker takes seconds to load its network,
+    and the caller has its own seconds to wait (FiftyOne starting its database: ~5 s, mostly asleep), so the
+    two overlap instead of adding up. ``worker`` is a class whose ``__init__`` loads what every call needs
+    (once per process) and whose ``run`` does one chunk; it must be importable by the worker processes (a
+    module-level class). A Ray actor asks for one CPU and ``gpus_per_worker`` GPUs (Ray then shows it only
+    its own GPU)."""
     if engine == "local":
-        yield from _local(chunks, payload, worker, init_args, workers, per_worker)
+        with _local_pool(worker, init_args, workers) as pool:
+            yield lambda chunks, payload: _local_map(pool, chunks, payload, per_worker * workers)
     elif engine == "ray":
-        yield from _ray(chunks, payload, worker, init_args, workers, ray_address, per_worker, gpus_per_worker)
+        with _ray_actors(worker, init_args, workers, ray_address, gpus_per_worker) as (ray, actors):
+            yield lambda chunks, payload: _ray_map(ray, actors, chunks, payload, per_worker)
     else:
         raise CurateError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+
+
+def map_chunks(chunks: Iterable[T], payload: Callable[[T], Any], worker: type, init_args: tuple, **pool_options: Any) -> Iterator[tuple[T, Any]]:
+    """``worker_pool`` for a caller with nothing to do while its workers start: start them, map, stop them."""
+    with worker_pool(worker, init_args, **pool_options) as mapper:
+        yield from mapper(chunks, payload)
 
 
 _local_worker: Any = None
@@ -81,18 +94,28 @@ def _local_run(item: Any) -> Any:
     return _local_worker.run(item)
 
 
-def _local(chunks: Iterable[T], payload: Callable[[T], Any], worker: type, init_args: tuple, workers: int,
-           per_worker: int) -> Iterator[tuple[T, Any]]:
+def _local_ready() -> bool:
+    return True
+
+
+@contextlib.contextmanager
+def _local_pool(worker: type, init_args: tuple, workers: int) -> Iterator[cf.ProcessPoolExecutor]:
     with cf.ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_local_init, initargs=(worker, init_args)) as pool:
-        in_flight: dict[cf.Future, T] = {}
-        for chunk in chunks:
-            while len(in_flight) >= per_worker * workers:
-                finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-                for fut in finished:
-                    yield in_flight.pop(fut), fut.result()
-            in_flight[pool.submit(_local_run, payload(chunk))] = chunk
-        for fut in cf.as_completed(list(in_flight)):
-            yield in_flight.pop(fut), fut.result()
+        for _ in range(workers):  # the pool starts a process per task submitted while none is idle: start them all now
+            pool.submit(_local_ready)
+        yield pool
+
+
+def _local_map(pool: cf.ProcessPoolExecutor, chunks: Iterable[T], payload: Callable[[T], Any], bound: int) -> Iterator[tuple[T, Any]]:
+    in_flight: dict[cf.Future, T] = {}
+    for chunk in chunks:
+        while len(in_flight) >= bound:
+            finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                yield in_flight.pop(fut), fut.result()
+        in_flight[pool.submit(_local_run, payload(chunk))] = chunk
+    for fut in cf.as_completed(list(in_flight)):
+        yield in_flight.pop(fut), fut.result()
 
 
 @contextlib.contextmanager
@@ -133,31 +156,35 @@ def _reachable(address: str) -> None:
                           f"(`ray start --head`) and is the address right?") from None
 
 
-def _ray(chunks: Iterable[T], payload: Callable[[T], Any], worker: type, init_args: tuple, workers: int, address: str | None,
-         per_worker: int, gpus: float) -> Iterator[tuple[T, Any]]:
+@contextlib.contextmanager
+def _ray_actors(worker: type, init_args: tuple, workers: int, address: str | None, gpus: float) -> Iterator[tuple[Any, list]]:
     with _ray_session(address, max(workers, os.cpu_count() or 1)) as ray:
         remote = ray.remote(num_cpus=1, num_gpus=gpus)(worker)
-        actors = [remote.remote(*init_args) for _ in range(workers)]
-        free = [a for a in actors for _ in range(per_worker)]
-        in_flight: dict[Any, tuple[T, Any]] = {}
-
-        def collect() -> tuple[T, Any]:
-            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-            chunk, actor = in_flight.pop(ref)
-            free.append(actor)
-            try:
-                return chunk, ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                raise CurateError(f"a Ray worker failed: {str(exc).strip().splitlines()[-1][:300]}") from None
-
+        actors = [remote.remote(*init_args) for _ in range(workers)]  # asynchronous: they load while the caller goes on
         try:
-            for chunk in chunks:
-                if not free:
-                    yield collect()
-                actor = free.pop()
-                in_flight[actor.run.remote(payload(chunk))] = (chunk, actor)
-            while in_flight:
-                yield collect()
+            yield ray, actors
         finally:
             for actor in actors:
                 ray.kill(actor)
+
+
+def _ray_map(ray: Any, actors: list, chunks: Iterable[T], payload: Callable[[T], Any], per_worker: int) -> Iterator[tuple[T, Any]]:
+    free = [a for a in actors for _ in range(per_worker)]
+    in_flight: dict[Any, tuple[T, Any]] = {}
+
+    def collect() -> tuple[T, Any]:
+        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+        chunk, actor = in_flight.pop(ref)
+        free.append(actor)
+        try:
+            return chunk, ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            raise CurateError(f"a Ray worker failed: {str(exc).strip().splitlines()[-1][:300]}") from None
+
+    for chunk in chunks:
+        if not free:
+            yield collect()
+        actor = free.pop()
+        in_flight[actor.run.remote(payload(chunk))] = (chunk, actor)
+    while in_flight:
+        yield collect()

@@ -209,6 +209,36 @@ def test_kill_dash_nine_then_resume_completes_without_duplicates(tmp_path: Path,
     assert sql_rows(ledger_db, "SELECT count(*) FROM label_events") == [(total,)]
 
 
+def test_a_write_that_fails_on_the_writer_thread_stops_ingest_and_a_rerun_completes(tmp_path: Path, curate_home: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writes run on a thread of their own: its failure must reach the caller (not die with the thread while
+    scoring goes on), the batches written before it stay whole, and a re-run adds exactly the rest."""
+    from curate.store import fo_store
+
+    built = builders.fer2013_folders(tmp_path / "fer", per_class=12)
+    total, name, url = len(built.expected), _name("wfail"), _ledger(curate_home)
+    real_add, calls = fo_store.add_samples, []
+
+    def add_then_fail(ds, samples):  # noqa: ANN001, ANN202
+        calls.append(len(samples))
+        if len(calls) == 3:
+            raise RuntimeError("mongod went away")
+        real_add(ds, samples)
+
+    monkeypatch.setattr(fo_store, "add_samples", add_then_fail)
+    with pytest.raises(RuntimeError, match="mongod went away"):
+        _ingest_inprocess("fer2013", built.root, curate_home, url, dataset=name, write_batch=16)
+    assert len(calls) == 3, "nothing is written after the failed batch"
+    ds = fo_store.load_dataset(name, create=False)
+    assert len(ds) == 32  # the two batches before the failure, whole
+    monkeypatch.setattr(fo_store, "add_samples", real_add)
+    again = _ingest_inprocess("fer2013", built.root, curate_home, url, dataset=name, write_batch=16)
+    assert again["already_present"] == 32 and again["new"] == total - 32 and again["ingested"] == total
+    paths = ds.values("filepath")
+    assert len(paths) == len(set(paths)) == total
+    assert sql_rows(url, "SELECT count(*), count(DISTINCT uid) FROM samples") == [(total, total)]
+
+
 def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_home: Path, ledger_db: str) -> None:
     built = builders.fer2013_folders(tmp_path / "fer")
     name = _name("quality")

@@ -271,3 +271,16 @@ def test_ray_inference_actors_store_what_local_prelabel_stores(tiny_dataset) -> 
         other = after[uid]
         assert other[0] == label and other[1] == pytest.approx(confidence, abs=1e-5)
         assert np.allclose(other[2], logits, atol=1e-4) and np.allclose(other[3], embedding, atol=1e-4)
+
+
+@pytest.mark.parametrize("samples,actors,batch", [(1983, 2, 64), (84, 2, 16), (5, 4, 64), (400_000, 8, 64), (1, 1, 1)])
+def test_ray_tasks_give_every_actor_work_without_outgrowing_the_memory_bound(samples: int, actors: int, batch: int) -> None:
+    """A 2,000-face dataset in one 8,192-face chunk ran on one of two actors (measured: 2 actors at half the speed of
+    1). Tasks must be whole batches, at most the memory-bounded chunk, and at least as many as actors whenever
+    there are enough batches to share."""
+    from curate.prelabel.stage import CHUNK_SIZE, ray_chunk_size
+
+    size = ray_chunk_size(samples, CHUNK_SIZE, actors, batch)
+    tasks = -(-samples // size)
+    assert size % batch == 0 and batch <= size <= max(CHUNK_SIZE, batch)
+    assert tasks >= min(actors, -(-samples // batch))

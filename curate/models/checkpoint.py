@@ -61,18 +61,26 @@ def read_sidecar(path: Path) -> dict[str, Any]:
         raise CurateError(f"{side}: sidecar is not valid JSON ({exc.msg})") from None
 
 
-def load_checkpoint(path: Path, device: str = "cpu"):  # noqa: ANN201
-    """(model in eval mode, sidecar). The weights must match the sidecar's sha256: a checkpoint
-    swapped or half-copied after it was written is refused, not silently used."""
-    from safetensors.torch import load_file
-
+def verified_sidecar(path: Path) -> dict[str, Any]:
+    """The sidecar of a checkpoint whose weights still match its sha256, without building the model: what a
+    driver needs when the model itself is loaded elsewhere (Ray actors), checked before any of them starts."""
     from curate.exceptions import CurateError
-    from curate.models.factory import create_model
 
     sidecar = read_sidecar(path)
     expected = sidecar.get("sha256")
     if expected and file_sha256(path) != expected:
         raise CurateError(f"{path}: weights do not match the sha256 in {sidecar_path(path).name} (replaced or damaged after it was written)")
+    return sidecar
+
+
+def load_checkpoint(path: Path, device: str = "cpu"):  # noqa: ANN201
+    """(model in eval mode, sidecar). The weights must match the sidecar's sha256: a checkpoint
+    swapped or half-copied after it was written is refused, not silently used."""
+    from safetensors.torch import load_file
+
+    from curate.models.factory import create_model
+
+    sidecar = verified_sidecar(path)
     stem_stride = (sidecar.get("model_options") or {}).get("stem_stride")
 
     def build():  # noqa: ANN202

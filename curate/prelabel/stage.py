@@ -34,6 +34,15 @@ def latest_teacher(url: str, dataset: str) -> Path:
 CHUNK_SIZE = 8192  # faces per predict-and-store round: 8192 x 1280 float32 embeddings = 42 MB, whatever the dataset size
 
 
+def ray_chunk_size(samples: int, chunk_size: int, actors: int, batch_size: int) -> int:
+    """Faces per Ray task: at most ``chunk_size`` (memory), but small enough that every actor gets work, with
+    four tasks per actor so that one finishing late does not leave the others idle (one 8,192-face chunk
+    for a 2,000-face dataset would run on one actor while the rest wait). Whole batches, never below one."""
+    per_task = -(-samples // (actors * 4)) if samples else chunk_size
+    per_task = -(-per_task // batch_size) * batch_size
+    return max(batch_size, min(chunk_size, per_task))
+
+
 class Predictor:
     """One inference worker for ``--engine ray`` (a Ray actor): loads the checkpoint once, predicts chunk after chunk."""
 
@@ -63,7 +72,7 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
     ``engine="ray"``: ``ray_workers`` inference actors (each one thread per core it is given, or its GPU) predict
     the chunks, bounded two per actor; this process stores each chunk as it comes back, as it does locally."""
     from curate.models.calibrate import softmax
-    from curate.models.checkpoint import load_checkpoint
+    from curate.models.checkpoint import load_checkpoint, verified_sidecar
     from curate.models.infer import predict, resolve_device
     from curate.models.manifest import from_dataset
     from curate.models.preprocess import Preprocess
@@ -72,7 +81,8 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
 
     preflight(engine, ray_address)
     ckpt = checkpoint or latest_teacher(url, dataset)
-    model, sidecar = load_checkpoint(ckpt, device="cpu")
+    # With Ray the actors load the model; this process only needs to know the checkpoint is intact and what it predicts.
+    model, sidecar = load_checkpoint(ckpt, device="cpu") if engine == "local" else (None, verified_sidecar(ckpt))
     classes, temperature = sidecar["classes"], float(sidecar.get("temperature", 1.0))
     rows = from_dataset(dataset, url, curated_only=True)
     run_id, created = records.prelabel_run(url, dataset, sidecar["arch"], sidecar["sha256"],
@@ -88,6 +98,8 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
         from curate.parallel import map_chunks
 
         threads = max(1, (os.cpu_count() or 1) // ray_workers)
+        chunk_size = ray_chunk_size(len(rows), chunk_size, ray_workers, batch_size)
+        starts = range(0, len(rows), chunk_size)
         results = map_chunks(starts, lambda s: rows[s:s + chunk_size], Predictor, (str(ckpt), batch_size, device, threads),
                              engine="ray", workers=ray_workers, ray_address=ray_address,
                              gpus_per_worker=1 if resolve_device(device).type == "cuda" else 0)
