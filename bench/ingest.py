@@ -2,6 +2,8 @@
 
     python bench/ingest.py [--data ../shared/data/fer2013] [--small 5000] [--workers N] [--engines local ray]
 
+``--workers`` defaults to what ``curate ingest`` uses (every core but one); the engines are compared at 1 and 2 too.
+
 Two floors over the same files, neither of which ingest can beat:
 - decode-only: the files decoded (PIL, to grayscale) by the same number of worker processes, nothing else;
 - FiftyOne bulk write: the samples the full ingest stored, copied and written again to a fresh dataset with
@@ -124,11 +126,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/fer2013")
     parser.add_argument("--small", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--engines", nargs="+", default=["local", "ray"], help="engines compared with 1 and --workers workers")
+    parser.add_argument("--workers", type=int, default=None, help="the ratio's run (default: what curate ingest uses)")
+    parser.add_argument("--engines", nargs="+", default=["local", "ray"], help="engines compared with 1, 2 and --workers workers")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: FER2013 not found (pass --data)")
+    from curate.settings import load_settings
+
+    default_workers = load_settings(environ={}).worker_count
+    args.workers = args.workers or default_workers
     files = sorted(str(p) for p in args.data.rglob("*.jpg"))
     decode_floor = decode_baseline(files, args.workers)
     full = run_ingest(args.data, None, args.workers, fo_write_floor=True)
@@ -138,7 +144,7 @@ def main() -> None:
     ratio = full["images_per_s_stage"] / binding
     engines = [{"engine": "local", "workers": args.workers, "run": full}]
     for engine in args.engines:
-        for workers in sorted({1, args.workers}):
+        for workers in sorted({1, 2, args.workers}):
             if (engine, workers) != ("local", args.workers):
                 print(f"ingest {engine} x{workers}", file=sys.stderr, flush=True)
                 engines.append({"engine": engine, "workers": workers, "run": run_ingest(args.data, None, workers, engine)})
@@ -147,7 +153,9 @@ def main() -> None:
     lines = [
         "## Ingest throughput, floors and memory (bench/ingest.py)",
         "",
-        f"{len(files)} FER2013 JPEGs; the ratio's run uses {args.workers} worker processes (the default), as does the decode floor.",
+        f"{len(files)} FER2013 JPEGs; the ratio's run uses {args.workers} scoring worker process(es)"
+        f"{' (what curate ingest uses by default: every core but one)' if args.workers == default_workers else ''}, "
+        f"as does the decode floor.",
         "",
         "| floor | images/s |",
         "|---|---|",

@@ -22,6 +22,17 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.origins["blur_max"] == "default"
 
 
+@pytest.mark.parametrize("cores,expected", [(1, 1), (2, 1), (16, 15), (None, 1)])
+def test_ingest_leaves_a_core_to_its_single_writer_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch, cores: int | None,
+                                                                         expected: int) -> None:
+    """The writer bounds ingest; a scorer on every core starves it (2 cores: 345 faces/s with 2 workers, 401 with 1)."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert load_settings(environ={}).worker_count == expected
+    assert load_settings(environ={"CURATE_WORKERS": "3"}).worker_count == 3
+
+
 def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
     wf = _workflow(tmp_path, "settings:\n  blur_max: 0.2\n  occlusion_max: 0.5\n  review_threshold: 0.8\n")
     env = {"CURATE_OCCLUSION_MAX": "0.45", "CURATE_REVIEW_THRESHOLD": "0.7"}

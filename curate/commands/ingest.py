@@ -12,7 +12,7 @@ app = typer.Typer(help="Load a dataset into FiftyOne and the ledger; score blur/
 
 SplitOption = Annotated[str, typer.Option("--split", help="train, val, test or all.")]
 LimitOption = Annotated[Optional[int], typer.Option("--limit", min=1, help="Stop after the first N inputs.")]
-WorkersOption = Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode/score processes (default: all cores).")]
+WorkersOption = Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode/score processes (default: all cores but one, for the writer).")]
 NameOption = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset name (default: the dataset kind).")]
 BlurOption = Annotated[Optional[float], typer.Option("--blur-max", min=0.0, max=1.0, help="Remove faces with blur above this.")]
 OcclusionOption = Annotated[Optional[float], typer.Option("--occlusion-max", min=0.0, max=1.0, help="Remove faces occluded above this.")]

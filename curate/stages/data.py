@@ -18,7 +18,7 @@ class IngestStageOptions:
     dataset: str | None = option(None, "Dataset name (default: settings.dataset when set, else the dataset kind).", flag="--dataset")
     split: str = option("all", "train, val, test or all.")
     limit: int | None = option(None, "Stop after the first N inputs.", minimum=1)
-    workers: int | None = option(None, "Decode/score processes (default: all cores).", minimum=1, setting="workers")
+    workers: int | None = option(None, "Decode/score processes (default: all cores but one, for the writer).", minimum=1, setting="workers")
     blur_max: float | None = option(None, "Remove faces with blur above this.", minimum=0.0, maximum=1.0, setting="blur_max")
     occlusion_max: float | None = option(None, "Remove faces occluded above this.", minimum=0.0, maximum=1.0, setting="occlusion_max")
     write_batch: int = option(1000, "Samples per FiftyOne/SQL write (bounds memory).", minimum=1)
