@@ -87,7 +87,11 @@ def test_near_pairs_matches_brute_force() -> None:
     rng = np.random.default_rng(2)
     base = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64)
     planted = base[:40] ^ (np.uint64(1) << rng.integers(0, 64, 40).astype(np.uint64))  # one bit away
-    hashes = np.concatenate([base, planted])
+    # 80 hashes that share their low 32 bits: buckets above the vectorised size limit, paired one by one, and the
+    # same hashes a few bits apart in the high half, so that pairs come out of both paths
+    crowd = (rng.integers(0, 2**31, 80, dtype=np.int64).astype(np.uint64) << np.uint64(32)) | np.uint64(0xDEADBEEF)
+    crowd[40:] = crowd[:40] ^ (np.uint64(3) << np.uint64(40))
+    hashes = np.concatenate([base, planted, crowd])
     for d in (0, 1, 3, 8):
         fast = {tuple(p) for p in near_pairs(hashes, d).tolist()}
         brute = {(i, j) for i, j in itertools.combinations(range(len(hashes)), 2) if bin(int(hashes[i] ^ hashes[j])).count("1") <= d}

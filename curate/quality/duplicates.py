@@ -16,6 +16,7 @@ import numpy as np
 __all__ = ["DuplicateInfo", "near_pairs", "near_links", "find_duplicates", "SPLIT_ORDER"]
 
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+_SMALL_BUCKET = 64  # band buckets up to this size are paired vectorised; larger ones one by one
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,19 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
         sorted_key = key[order]
         starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
         sizes = np.diff(np.r_[starts, len(order)])
-        for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
+        small = (sizes > 1) & (sizes <= _SMALL_BUCKET)
+        # Small buckets all at once: the k-th neighbour in sorted order, for k = 1 .. the largest small bucket
+        # (a Python loop over 23,000 buckets of 2-4 faces was 2 of the 5 s that duplicate marking took on FER2013).
+        in_small = np.repeat(small, sizes)
+        run_end = np.repeat(starts + sizes, sizes)
+        positions = np.flatnonzero(in_small)
+        for k in range(1, int(sizes[small].max(initial=1))):
+            positions = positions[positions + k < run_end[positions]]
+            a, b = order[positions], order[positions + k]
+            close = np.bitwise_count(h[a] ^ h[b]) <= max_distance
+            if close.any():
+                found.append(np.stack([np.minimum(a, b)[close], np.maximum(a, b)[close]], 1))
+        for start, size in zip(starts[sizes > _SMALL_BUCKET], sizes[sizes > _SMALL_BUCKET]):  # few, but each m^2 / 2
             members = order[start : start + size]
             ii, jj = np.triu_indices(size, 1)
             a, b = members[ii], members[jj]
