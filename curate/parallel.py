@@ -1,4 +1,5 @@
-"""Where the embarrassingly parallel work of ingest runs: local worker processes (default) or Ray.
+"""Where the embarrassingly parallel work runs (ingest's scoring, prelabel's inference): local worker
+processes (default) or Ray.
 
 Both engines see the same thing: an iterator of chunks goes in, ``(chunk, result)`` pairs come out
 in completion order, with at most ``per_worker`` chunks in flight per worker, so memory stays flat
@@ -7,8 +8,8 @@ ledger's idempotence and resume rules do not change with the engine).
 
 Why Ray actors rather than Ray Data ``map_batches``: the driver must consume results as they
 finish, in bounded batches, and must be able to stop and resume at any file; an actor per worker
-that loads the quality network once, fed through ``ray.wait`` with a bounded queue, is exactly
-that. Ray Data would add its own streaming executor, block sizing and object-store spilling
+that loads its network once (the quality net or the teacher), fed through ``ray.wait`` with a
+bounded queue, is exactly that. Ray Data would add its own streaming executor, block sizing and object-store spilling
 between the same two ends, for no gain in what is scored or how fast.
 """
 
