@@ -19,21 +19,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._results import write_section  # noqa: E402
 from bench._data import rows_of  # noqa: E402
+from bench._results import write_section  # noqa: E402
 
 
 def main() -> None:
-    from curate.models.data import default_workers
-    from curate.models.metrics import classification_metrics
-    from curate.models.checkpoint import load_checkpoint
-    from curate.models.infer import predict
-    from curate.models.preprocess import Preprocess
-    from curate.models.retrain import RetrainConfig, retrain
-    from curate.prelabel.teacher import split_rows
-    from curate.taxonomy import EMOTIONS
-
     import numpy as np
+
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.config import RetrainConfig
+    from curate.models.data import default_workers
+    from curate.models.fit import fit
+    from curate.models.infer import predict
+    from curate.models.manifest import split_rows
+    from curate.models.metrics import classification_metrics
+    from curate.models.preprocess import Preprocess
+    from curate.taxonomy import EMOTIONS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/fer2013")
@@ -54,7 +55,7 @@ def main() -> None:
                             workers=default_workers(args.device))
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            result = retrain(train, val, EMOTIONS, cfg, Path(tmp), {})
+            result = fit(train, val, EMOTIONS, cfg, Path(tmp), {})
             wall = time.perf_counter() - started
             model, side = load_checkpoint(Path(tmp) / "best.safetensors")
             logits, _ = predict(model, test, EMOTIONS, Preprocess.from_dict(side["preprocess"]), 256, args.device)

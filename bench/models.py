@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._results import machine, write_section  # noqa: E402
 from bench._data import rows_of  # noqa: E402
+from bench._results import machine, write_section  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH / "results"
@@ -58,7 +58,7 @@ LIMIT: int | None = None  # --limit: a smoke run on the first N faces of each sp
 
 
 def data_rows(data: Path, seed: int = 0) -> tuple[list, list, list]:
-    from curate.prelabel.teacher import split_rows
+    from curate.models.manifest import split_rows
 
     if not (data / "train").is_dir():
         raise SystemExit(f"error: {data}: no train/<class> folders (pass --data)")
@@ -68,7 +68,7 @@ def data_rows(data: Path, seed: int = 0) -> tuple[list, list, list]:
 
 def config_for(run: str, args: argparse.Namespace):  # noqa: ANN201
     """The command defaults (the recipe), with the few knobs the bench varies."""
-    from curate.models.retrain import RetrainConfig
+    from curate.models.config import RetrainConfig
 
     if run == "teacher":
         cfg = RetrainConfig(arch="resnet50", balance="none")  # the teacher's probabilities must keep the data's prior
@@ -91,7 +91,7 @@ def _say(msg: str) -> None:
 def _train_one(name: str, rows: list, val: list, cfg, out: Path, kind: str, teacher_logits=None,  # noqa: ANN001
                extra: dict | None = None) -> dict[str, Any]:
     """One resumable training run; its progress file is rewritten after every epoch."""
-    from curate.models.retrain import retrain
+    from curate.models.fit import fit
     from curate.taxonomy import EMOTIONS
 
     state = out / "state.pt"
@@ -120,7 +120,7 @@ def _train_one(name: str, rows: list, val: list, cfg, out: Path, kind: str, teac
 
     _say(f"{name}: {cfg.arch} (stem stride {cfg.resolved_stem_stride()}), {len(rows)} train / {len(val)} val faces, {cfg.epochs} epochs"
          + (f"; resuming after epoch {len(history_of(out))}" if state.exists() else ""))
-    result = retrain(rows, val, EMOTIONS, cfg, out, {"bench": name}, teacher_logits, state if state.exists() else None, on_epoch)
+    result = fit(rows, val, EMOTIONS, cfg, out, {"bench": name}, teacher_logits, state if state.exists() else None, on_epoch)
     summary = {"best_epoch": result["best_epoch"], "train_images_per_s": result["train_images_per_s"],
                "wall_minutes_this_invocation": round((time.time() - started) / 60, 1)}
     done.write_text(json.dumps(summary) + "\n")

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._results import write_section  # noqa: E402
 from bench._data import rows_of  # noqa: E402
+from bench._results import write_section  # noqa: E402
 
 
 def bare_steps(arch: str, size: int, batch: int, steps: int, device: str) -> float:
@@ -46,9 +46,10 @@ def bare_steps(arch: str, size: int, batch: int, steps: int, device: str) -> flo
 
 
 def main() -> None:
+    from curate.models.config import RetrainConfig
     from curate.models.data import default_workers
-    from curate.models.retrain import RetrainConfig, retrain
-    from curate.prelabel.teacher import split_rows
+    from curate.models.fit import fit
+    from curate.models.manifest import split_rows
     from curate.taxonomy import EMOTIONS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,7 +68,7 @@ def main() -> None:
         cfg = RetrainConfig(arch=args.arch, image_size=args.image_size, epochs=1, batch_size=args.batch_size, device=args.device,
                             workers=workers, max_steps_per_epoch=args.steps, balance="oversample")
         with tempfile.TemporaryDirectory() as tmp:
-            r = retrain(train_all[: args.batch_size * args.steps * 2], val_all[:64], EMOTIONS, cfg, Path(tmp), {})
+            r = fit(train_all[: args.batch_size * args.steps * 2], val_all[:64], EMOTIONS, cfg, Path(tmp), {})
         ours.append(r["train_images_per_s"])
         bare.append(bare_steps(args.arch, args.image_size, args.batch_size, args.steps, args.device))
     ratio = max(ours) / max(bare)

@@ -12,9 +12,11 @@ from typing import Annotated, Optional
 import typer
 
 from curate import __version__
-from curate.commands import app as app_cmd, db, ingest, labelstudio, models, review, run, status
+from curate.commands import app as app_cmd
+from curate.commands import db, ingest, labelstudio, models, review, run, status
+from curate.commands.stage_command import typer_command
+from curate.sources import DATASETS, describe_kind
 from curate.stages import STAGES
-from curate.stages.spec import typer_command
 
 app = typer.Typer(
     name="curate",
@@ -24,8 +26,8 @@ app = typer.Typer(
     add_completion=False,
 )
 # The stages of the loop: each command is derived from its declaration (curate/stages), like the workflow stages.
-for _kind, _doc in ingest.KIND_HELP.items():
-    ingest.app.command(_kind)(typer_command(STAGES["ingest"], fixed={"kind": _kind}, doc=_doc))
+for _kind in DATASETS:
+    ingest.app.command(_kind)(typer_command(STAGES["ingest"], fixed={"kind": _kind}, doc=describe_kind(_kind)))
 app.add_typer(ingest.app, name="ingest")
 app.command("quality")(typer_command(STAGES["quality"]))
 models.teacher_app.command("train")(typer_command(STAGES["teacher"]))

@@ -80,13 +80,10 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     A stage that needs people (``wait_review``) ends the run as ``waiting``; the next run resumes at it.
     ``from_stage`` re-runs from the first stage of that name (another review round: ``--from review_pull``).
     """
-    from sqlalchemy import select
-
     from curate.report.build import report_path
     from curate.stages import StageContext, StageWaiting
     from curate.stages.spec import options_from_params, resolve_settings
-    from curate.store.sql import session
-    from curate.store.sql.models import WorkflowRun, utcnow
+    from curate.store.sql.models import utcnow
 
     doc = load_workflow(path)
     names = [stage["stage"] for stage in doc["stages"]]
@@ -96,27 +93,7 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     chain = _chain_keys(_expand(doc.get("settings") or {}), [(st["stage"], p) for st, p in zip(doc["stages"], expanded)])
     name = str(doc.get("name") or path.stem)
     rerun_from = names.index(from_stage) if from_stage is not None else len(names)
-    session.require_schema(settings.database_url)
-    with session.session_scope(settings.database_url) as db:
-        previous = db.scalars(select(WorkflowRun).where(WorkflowRun.workflow == name).order_by(WorkflowRun.id.desc())).first()
-        finished: dict[str, Any] = {}
-        waiting: dict[str, Any] = {}
-        if not force and previous is not None:
-            done = previous.stages or {}
-            for index, stage in enumerate(doc["stages"][:rerun_from]):  # the leading stages that finished with the same key
-                key = f"{index + 1}:{stage['stage']}"
-                record = done.get(key, {})
-                if record.get("key") != chain[index]:
-                    break
-                if record.get("status") == "waiting":
-                    waiting[key] = record
-                if record.get("status") != "done":
-                    break
-                finished[key] = record
-        run = WorkflowRun(workflow=name, path=str(path.resolve()), config_hash=chain[-1], status="running", stages=dict(finished))
-        db.add(run)
-        db.flush()
-        run_id = run.id
+    run_id, finished, waiting = _start_run(settings.database_url, name, path, names, chain, rerun_from, force)
     results: dict[str, Any] = dict(finished)
     base = path.parent.resolve()
     for index, stage in enumerate(doc["stages"]):
@@ -155,6 +132,39 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     dataset = resolve_settings(last, options_from_params(last, expanded[-1], str(path)), settings).dataset
     return {"workflow": name, "run_id": run_id, "status": "done", "resumed_stages": sorted(finished), "stages": results,
             "dataset": dataset, "report": str(report_path(settings.home, dataset))}
+
+
+def _start_run(url: str, name: str, path: Path, names: list[str], chain: list[str], rerun_from: int,
+               force: bool) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """A new workflow_runs row, carrying over the leading stages an earlier run finished with the same chain key.
+
+    Returns (run id, finished stages by key, the stage an earlier run was waiting at)."""
+    from sqlalchemy import select
+
+    from curate.store.sql import session
+    from curate.store.sql.models import WorkflowRun
+
+    session.require_schema(url)
+    with session.session_scope(url) as db:
+        previous = db.scalars(select(WorkflowRun).where(WorkflowRun.workflow == name).order_by(WorkflowRun.id.desc())).first()
+        finished: dict[str, Any] = {}
+        waiting: dict[str, Any] = {}
+        if not force and previous is not None:
+            done = previous.stages or {}
+            for index, stage in enumerate(names[:rerun_from]):  # the leading stages that finished with the same key
+                key = f"{index + 1}:{stage}"
+                record = done.get(key, {})
+                if record.get("key") != chain[index]:
+                    break
+                if record.get("status") == "waiting":
+                    waiting[key] = record
+                if record.get("status") != "done":
+                    break
+                finished[key] = record
+        run = WorkflowRun(workflow=name, path=str(path.resolve()), config_hash=chain[-1], status="running", stages=dict(finished))
+        db.add(run)
+        db.flush()
+        return run.id, finished, waiting
 
 
 def _refresh_report(ctx: Any, say: Callable[[str], None] | None) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests import builders
-from tests.conftest import REPO, sql_rows
+from tests.helpers import REPO, sql_rows
 
 sys.path.insert(0, str(REPO))
 from bench import curation  # noqa: E402

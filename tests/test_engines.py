@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import builders
-from tests.conftest import kill_group_once_rows, last_json, missing_real_part, run_cli, sql_rows
+from tests.helpers import kill_group_once_rows, last_json, missing_real_part, run_cli, sql_rows
 
 
 def _require_ray() -> None:

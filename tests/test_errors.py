@@ -11,7 +11,7 @@ import pytest
 from curate.errors.analysis import cluster_errors, label_issues
 from curate.taxonomy import EMOTIONS
 from tests import builders
-from tests.conftest import missing_real_part, ingest_unfiltered, read_app_banner
+from tests.helpers import ingest_unfiltered, missing_real_part, read_app_banner
 
 
 def test_flipped_labels_are_found() -> None:
@@ -90,9 +90,9 @@ def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path, view_s
     import subprocess
     import urllib.request
 
-    from tests.conftest import _free_port
+    from tests.helpers import free_port
 
-    port = _free_port()
+    port = free_port()
     exe = Path(os.sys.executable).parent / "curate"
     proc = subprocess.Popen([str(exe), "app", "--dataset", name, "--port", str(port), "--view", "errors-fear-as-surprise"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "CURATE_HOME": str(home)})
@@ -125,7 +125,7 @@ def _browser_sees_the_cluster(url: str, expected_tiles: int) -> None:
     import subprocess
     import tempfile
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -160,7 +160,7 @@ def _browser_sees_the_cluster(url: str, expected_tiles: int) -> None:
 def test_near_chance_probabilities_flag_nothing_and_say_so_in_one_line(tmp_path: Path) -> None:
     """Issue 15: a barely-better-than-chance teacher must not send most of a clean dataset to review.
     Also: the default --viz runs on a fresh install, and a missing optional package is one line, not a traceback."""
-    from tests.conftest import last_json, run_cli
+    from tests.helpers import last_json, run_cli
 
     built = builders.fer2013_folders(tmp_path / "fer", per_class=6)
     name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"chance{os.getpid()}")
@@ -193,7 +193,7 @@ def test_near_chance_probabilities_flag_nothing_and_say_so_in_one_line(tmp_path:
 def test_errors_on_unlabeled_faces_flags_nothing_instead_of_crashing(tmp_path: Path) -> None:
     """Pre-labeling unlabeled faces (teacher probabilities, no labels) used to end in a numpy reshape
     traceback, then in FiftyOne refusing to type an empty field: found by bench/curation.py."""
-    from tests.conftest import last_json, run_cli
+    from tests.helpers import last_json, run_cli
 
     for i in range(6):
         builders.write_image(tmp_path / "faces" / "batch" / f"u{i}.jpg", builders.face(900 + i))

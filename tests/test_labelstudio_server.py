@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LS_VENV, _free_port, last_json, missing_real_part, run_cli
+from tests.helpers import LS_VENV, free_port, last_json, missing_real_part, run_cli
 
 
 @pytest.mark.slow  # ~70 s: a first start of Label Studio (migrations); CI runs it
 def test_serve_status_stop_and_the_token_stays_secret(tmp_path: Path, curate_home: Path) -> None:
     if not (LS_VENV / "bin" / "label-studio").is_file():
         missing_real_part(f"Label Studio venv not found at {LS_VENV} (`make test` installs it)")
-    port = _free_port()
+    port = free_port()
     images = tmp_path / "images"
     images.mkdir()
     served = run_cli("labelstudio", "serve", "--port", str(port), "--data-root", str(images), "--json")
@@ -65,7 +65,7 @@ def test_busy_port_is_refused_in_one_line(tmp_path: Path, curate_home: Path) -> 
 def test_serve_refuses_roots_that_expose_more_than_images(tmp_path: Path, curate_home: Path) -> None:
     fake_home = tmp_path / "user"
     fake_home.mkdir()
-    port = str(_free_port())
+    port = str(free_port())
     missing = run_cli("labelstudio", "serve", "--port", port, check=False)
     assert missing.returncode == 2 and "--data-root" in missing.stderr  # no silent default to the current folder
     for root, why in (("/", "every file under it"), (str(fake_home), "every file under it"), (str(curate_home.parent), "contains CURATE_HOME")):

@@ -11,7 +11,7 @@ import pytest
 from curate.models.calibrate import expected_calibration_error, fit_temperature, softmax
 from curate.models.oof import stratified_folds
 from tests import builders
-from tests.conftest import ingest_unfiltered, sql_rows
+from tests.helpers import ingest_unfiltered, sql_rows
 
 
 def test_temperature_scaling_fixes_an_overconfident_model() -> None:
@@ -46,25 +46,37 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, s
 
 
 def _teacher(name: str, home: Path, url: str, **kw):  # noqa: ANN003, ANN202
+    from curate.models.teacher import TeacherOptions
     from curate.models.train import TrainConfig
-    from curate.prelabel.teacher import TeacherOptions, train_teacher
+    from curate.prelabel.teacher import train_teacher
 
     cfg = TrainConfig(**{"arch": "resnet18", "image_size": 32, "epochs": 1, "batch_size": 16, "device": "cpu", "max_steps_per_epoch": 2, **kw})
     opts = TeacherOptions(dataset=name, config=cfg, folds=2, oof="cross")
     return train_teacher(opts, url, home)
 
 
-def test_oof_probabilities_come_from_the_fold_model_that_never_saw_the_sample(tiny_dataset) -> None:  # noqa: ANN001
-    """Each train row's OOF row equals what its own held-out fold model predicts, and that model's
-    training rows exclude it; val/test rows (no member trained on them) get the teacher's mean."""
+def test_oof_probabilities_come_from_the_fold_model_that_never_saw_the_sample(tiny_dataset, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Each train row's OOF row equals what its own held-out fold model predicts, and that model trained on
+    exactly the other folds' samples (ids compared, not counted: equal folds would hide a leak from a count);
+    val/test rows (no member trained on them) get the teacher's mean."""
     import json
+
+    import curate.models.fit as fit_module
+
+    trained_on: dict[int, set[str]] = {}
+    real_fit = fit_module.fit
+
+    def recording_fit(rows, val, classes, cfg, out_dir, extra, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        trained_on[extra["member"]] = {r.uid for r in rows}  # what the loop is really handed, then the real loop runs
+        return real_fit(rows, val, classes, cfg, out_dir, extra, *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "fit", recording_fit)
 
     from curate.models.calibrate import softmax
     from curate.models.checkpoint import load_checkpoint
     from curate.models.infer import predict
-    from curate.models.manifest import from_dataset
+    from curate.models.manifest import from_dataset, split_rows
     from curate.models.preprocess import Preprocess
-    from curate.prelabel.teacher import split_rows
 
     name, home, url = tiny_dataset
     s = _teacher(name, home, url, epochs=2, max_steps_per_epoch=3, seed=2)
@@ -78,9 +90,9 @@ def test_oof_probabilities_come_from_the_fold_model_that_never_saw_the_sample(ti
     for f in (0, 1):
         member, side = load_checkpoint(run_dir / f"fold-{f}" / "best.safetensors")
         held = [r for r in train if plan["folds"][r.uid] == f]
-        # The member trained on exactly the other fold (its sidecar history counts the rows it drew).
-        drawn = sum(side["history"][0]["drawn"].values())
-        assert drawn == len(train) - len(held)
+        held_ids = {r.uid for r in held}
+        assert held_ids and trained_on[f].isdisjoint(held_ids), f"fold model {f} trained on its own held-out samples"
+        assert trained_on[f] == {r.uid for r in train} - held_ids
         expected = softmax(predict(member, held, side["classes"], Preprocess.from_dict(side["preprocess"]), 16, "cpu")[0])
         got = np.array([by_uid[r.uid][0] for r in held])
         assert np.allclose(got, expected, atol=1e-5) and all(by_uid[r.uid][1] == f for r in held)
@@ -118,7 +130,7 @@ def test_teacher_resumes_after_kill_dash_nine_and_matches_an_uninterrupted_run(t
 
     from safetensors.torch import load_file
 
-    from tests.conftest import last_json, run_cli
+    from tests.helpers import last_json, run_cli
 
     name, home, url = tiny_dataset
     args = ["teacher", "train", "--dataset", name, "--arch", "resnet18", "--image-size", "32", "--epochs", "3", "--batch-size", "8",
@@ -128,7 +140,7 @@ def test_teacher_resumes_after_kill_dash_nine_and_matches_an_uninterrupted_run(t
     exe = Path(os.sys.executable).parent / "curate"
     proc = subprocess.Popen([str(exe), *args, "--out", str(out_killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    from tests.conftest import wait_for
+    from tests.helpers import wait_for
 
     assert wait_for(lambda: any(out_killed.glob("teacher-*/fold-0/epoch-001.json")), timeout=300, interval=0.02), "first epoch never finished"
     os.killpg(proc.pid, signal.SIGKILL)
@@ -193,6 +205,25 @@ def test_prelabel_writes_fields_and_rows_idempotently(tiny_dataset, monkeypatch:
     assert sql_rows(url, "SELECT count(*) FROM current_labels WHERE source = 'model'") == [(0,)]
 
 
+def test_from_manifest_offers_every_knob_of_the_recipe_with_its_default() -> None:
+    """`python -m curate.models.from_manifest --help` lists every TrainConfig, TeacherPlan and RetrainConfig field (the
+    parser is built from them, so a new knob cannot be forgotten there), each with the recipe's own default."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from curate.models.config import RetrainConfig, TeacherPlan, TrainConfig
+
+    out = subprocess.run([sys.executable, "-m", "curate.models.from_manifest", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for cls in (TrainConfig, TeacherPlan, RetrainConfig):
+        for f in dataclasses.fields(cls):
+            assert f"--{f.name.replace('_', '-')}" in text, f"{cls.__name__}.{f.name} missing from --help"
+    assert "[default: resnet50 for the teacher, mobilenetv2_100 for the student]" in text
+    assert f"[default: {TrainConfig.label_smoothing}]" in text and f"[default: {TeacherPlan.folds}]" in text
+
+
 @pytest.mark.slow  # ~1 min: two processes train and import; CI runs it (.ci/run)
 def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_path: Path) -> None:
     """The GPU path: export a manifest, train the teacher where FiftyOne and SQL cannot even be imported,
@@ -201,7 +232,7 @@ def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_pat
     import subprocess
     import sys
 
-    from tests.conftest import last_json, run_cli
+    from tests.helpers import last_json, run_cli
 
     built = builders.fer2013_folders(tmp_path / "images" / "fer", per_class=4)
     name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"mf{os.getpid()}")
@@ -217,11 +248,14 @@ def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_pat
                "from curate.models.from_manifest import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", blocker, "teacher", str(manifest), "--root", str(tmp_path / "images"), "--out", str(tmp_path / "gpu"),
                            "--arch", "resnet18", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--max-steps-per-epoch", "2",
-                           "--device", "cpu"], capture_output=True, text=True, timeout=600)
+                           "--device", "cpu", "--folds", "3", "--label-smoothing", "0.25", "--no-tta-flip"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     trained = json.loads(proc.stdout.strip().splitlines()[-1])
     ckpt = Path(trained["checkpoint"])
-    assert trained["members"] == 2 and trained["oof"]["samples"] == 56 and ckpt.is_file()
+    assert trained["members"] == 3 and trained["oof"]["samples"] == 56 and ckpt.is_file()
+    side = json.loads(ckpt.with_suffix(".json").read_text())  # knobs given on the command line reach the recipe
+    assert side["train_config"]["label_smoothing"] == 0.25 and side["train_config"]["tta_flip"] is False
     imported = last_json(run_cli("teacher", "import", str(ckpt), "--dataset", name, "--json", env=env))
     assert imported["oof_samples_stored"] == 56 and imported["sha256"] == trained["sha256"] and imported["registered_before"] is False
     again = last_json(run_cli("teacher", "import", str(ckpt), "--dataset", name, "--json", env=env))  # the same file twice: no new rows

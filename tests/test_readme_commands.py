@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests import builders
-from tests.conftest import REPO, read_app_banner, sql_rows
+from tests.helpers import REPO, read_app_banner, sql_rows
 
 DEFAULT_DATASETS = ("fer2013", "affectnet", "ckplus", "rafdb", "folder")
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from curate.models.balance import class_weights, epoch_indices
+from curate.models.config import RetrainConfig
+from curate.models.fit import distillation_loss, fit
 from curate.models.manifest import Row
-from curate.models.retrain import RetrainConfig, distillation_loss, retrain
 from curate.taxonomy import EMOTIONS
 from tests import builders
-from tests.conftest import ingest_unfiltered, sql_rows
+from tests.helpers import ingest_unfiltered, sql_rows
 
 LABELS = np.array([0] * 30 + [1] * 10 + [2] * 5)
 
@@ -59,7 +60,7 @@ def _cfg(epochs: int) -> RetrainConfig:
 
 def test_resume_after_a_crash_continues_exactly(rows, tmp_path: Path) -> None:  # noqa: ANN001
     train, val = rows
-    whole = retrain(train, val, EMOTIONS, _cfg(3), tmp_path / "whole", {})
+    whole = fit(train, val, EMOTIONS, _cfg(3), tmp_path / "whole", {})
 
     class Crash(RuntimeError):
         pass
@@ -69,10 +70,10 @@ def test_resume_after_a_crash_continues_exactly(rows, tmp_path: Path) -> None:  
             raise Crash
 
     with pytest.raises(Crash):
-        retrain(train, val, EMOTIONS, _cfg(3), tmp_path / "crashed", {}, on_epoch=crash_after_two)
+        fit(train, val, EMOTIONS, _cfg(3), tmp_path / "crashed", {}, on_epoch=crash_after_two)
     state = torch.load(tmp_path / "crashed" / "state.pt", weights_only=True)  # the saved state needs no pickled code
     assert state["epoch"] == 2 and not (tmp_path / "crashed" / "epoch-003.safetensors").exists()
-    resumed = retrain(train, val, EMOTIONS, _cfg(3), tmp_path / "crashed", {}, resume=tmp_path / "crashed" / "state.pt")
+    resumed = fit(train, val, EMOTIONS, _cfg(3), tmp_path / "crashed", {}, resume=tmp_path / "crashed" / "state.pt")
     assert resumed["started_at_epoch"] == 3 and [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     from safetensors.torch import load_file
 
@@ -99,7 +100,7 @@ def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> Non
     assert {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion_matrix"} <= set(metrics)
     assert sql_rows(url, "SELECT status FROM model_runs WHERE kind = 'retrain'") == [("done",)]
     # The paired comparison of the two epochs runs on the same test samples through the CLI.
-    from tests.conftest import last_json, run_cli
+    from tests.helpers import last_json, run_cli
 
     out = Path(s["out_dir"])
     c = last_json(run_cli("compare", str(out / "epoch-001.safetensors"), str(out / "epoch-002.safetensors"), "--dataset", name, "--json",
@@ -127,7 +128,7 @@ def test_retrain_stage_registers_checkpoints_with_metrics(tmp_path: Path) -> Non
 
 
 def test_carved_validation_is_subject_disjoint_for_ckplus_and_stratified_otherwise() -> None:
-    from curate.prelabel.teacher import split_rows
+    from curate.models.manifest import split_rows
 
     subjects = [f"S{i:03d}" for i in range(20)]
     ck = [Row(f"{s}_{k}", f"{s}_{k}.png", EMOTIONS[k % 7], "train", group=s) for s in subjects for k in range(5)]
@@ -160,7 +161,7 @@ class _Payload:
 
 def test_resume_refuses_a_state_that_carries_code(tmp_path: Path) -> None:
     from curate.exceptions import CurateError
-    from curate.models.retrain import load_state
+    from curate.models.fit import load_state
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "state.pt"
@@ -170,7 +171,7 @@ def test_resume_refuses_a_state_that_carries_code(tmp_path: Path) -> None:
     assert not marker.exists(), "loading the resume state ran its code"
 
 
-def test_distillation_pulls_the_student_toward_the_teachers_logits(rows) -> None:  # noqa: ANN001
+def test_distillation_pulls_the_student_toward_the_teachers_logits(rows, tmp_path: Path) -> None:  # noqa: ANN001
     """Teacher logits that all favour one class reach the loss, row by row: the distilled student predicts
     that class far more often than the same run without distillation (everything else identical)."""
     from curate.models.checkpoint import load_checkpoint
@@ -185,8 +186,8 @@ def test_distillation_pulls_the_student_toward_the_teachers_logits(rows) -> None
     for distill in (False, True):
         cfg = RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=3, batch_size=8, device="cpu", workers=0,
                             max_steps_per_epoch=4, balance="none", distill=distill, kd_weight=0.9, ema_decay=0.0)
-        out = Path(f"/tmp/curate-distill-{os.getpid()}-{distill}")
-        retrain(train, test, EMOTIONS, cfg, out, {}, teacher if distill else None)
+        out = tmp_path / f"distill-{distill}"
+        fit(train, test, EMOTIONS, cfg, out, {}, teacher if distill else None)
         model, side = load_checkpoint(out / "epoch-003.safetensors")
         logits, _ = predict(model, [*train, *test], EMOTIONS, Preprocess.from_dict(side["preprocess"]), 16, "cpu")
         share[distill] = float((logits.argmax(1) == favoured).mean())
@@ -197,33 +198,52 @@ def test_distillation_refuses_logits_that_do_not_line_up_with_the_rows(rows, tmp
     train, test = rows
     cfg = RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=1, batch_size=8, device="cpu", workers=0, max_steps_per_epoch=1, distill=True)
     with pytest.raises(ValueError, match="every training row"):
-        retrain(train, test, EMOTIONS, cfg, tmp_path / "x", {}, np.zeros((len(train) - 1, len(EMOTIONS)), np.float32))
+        fit(train, test, EMOTIONS, cfg, tmp_path / "x", {}, np.zeros((len(train) - 1, len(EMOTIONS)), np.float32))
 
 
-def test_a_kill_before_an_epoch_is_registered_is_repaired_by_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """state.pt of epoch 2 is on disk but its registry row is not (the process died in between):
+_DIE_AT_EPOCH_TWO = """
+import os, signal, sys
+from pathlib import Path
+
+from curate.models.config import RetrainConfig
+from curate.retrain.stage import RetrainOptions, run_retrain
+from curate.store.sql import registry
+
+real = registry.register_checkpoint
+
+
+def dies_at_epoch_two(url, run_id, dataset, path, epoch, *rest):
+    if epoch == 2:  # state.pt of epoch 2 is written; its registry row is not: kill -9, no finally block runs
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(url, run_id, dataset, path, epoch, *rest)
+
+
+registry.register_checkpoint = dies_at_epoch_two
+cfg = RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=3, batch_size=8, device="cpu", max_steps_per_epoch=1)
+run_retrain(RetrainOptions(dataset=sys.argv[1], config=cfg, out=Path(sys.argv[4])), sys.argv[2], Path(sys.argv[3]))
+"""
+
+
+def test_a_kill_before_an_epoch_is_registered_is_repaired_by_resume(tmp_path: Path) -> None:
+    """A real kill -9 of a retrain process after epoch 2's state.pt was written but before its registry row:
     the resumed run registers it, so every epoch has exactly one checkpoints row."""
-    from curate.retrain import registry
+    import subprocess
+    import sys
+
     from curate.retrain.stage import RetrainOptions, run_retrain
 
     built = builders.fer2013_folders(tmp_path / "fer", per_class=2)
     name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"reg{os.getpid()}")
-    cfg = RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=3, batch_size=8, device="cpu", max_steps_per_epoch=1)
-    real = registry.register_checkpoint
-
-    def dies_at_epoch_two(url_, run_id, dataset, path, epoch, *rest):  # noqa: ANN001, ANN002, ANN202
-        if epoch == 2:
-            raise KeyboardInterrupt("killed between state.pt and the registry")
-        return real(url_, run_id, dataset, path, epoch, *rest)
-
-    monkeypatch.setattr(registry, "register_checkpoint", dies_at_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        run_retrain(RetrainOptions(dataset=name, config=cfg, out=tmp_path / "runs"), url, home)
-    monkeypatch.setattr(registry, "register_checkpoint", real)
+    killed = subprocess.run([sys.executable, "-c", _DIE_AT_EPOCH_TWO, name, url, str(home), str(tmp_path / "runs")],
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [r[0] for r in sql_rows(url, "SELECT epoch FROM checkpoints ORDER BY epoch")] == [1]
     state = next((tmp_path / "runs").glob("retrain-*/state.pt"))
     assert int(torch.load(state, weights_only=True)["epoch"]) == 2
+    cfg = RetrainConfig(arch="mobilenetv2_050", image_size=32, epochs=3, batch_size=8, device="cpu", max_steps_per_epoch=1)
     run_retrain(RetrainOptions(dataset=name, config=cfg, resume=state), url, home)
     assert [r[0] for r in sql_rows(url, "SELECT epoch FROM checkpoints ORDER BY epoch")] == [1, 2, 3]
+    assert sql_rows(url, "SELECT status FROM model_runs WHERE kind = 'retrain'") == [("done",)]
 
 
 def test_ddp_shards_are_disjoint_and_together_are_the_balanced_epoch() -> None:
@@ -251,7 +271,7 @@ def test_two_process_ddp_retrain_checkpoints_and_registers_once_and_resumes_afte
 
     from safetensors.torch import load_file
 
-    from tests.conftest import last_json, run_cli, wait_for
+    from tests.helpers import last_json, run_cli, wait_for
 
     built = builders.fer2013_folders(tmp_path / "fer", per_class=4)
     name, home, url = ingest_unfiltered(tmp_path, "fer2013", built.root, f"ddp{os.getpid()}")

@@ -120,7 +120,7 @@ def test_label_config_offers_the_eight_emotions_with_hotkeys() -> None:
 
 def test_review_commands_explain_what_is_missing_in_one_line(curate_home) -> None:  # noqa: ANN001
     from curate.store.sql import ledger, session
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     unknown = run_cli("review", "status", "--dataset", "nope", check=False)
     assert unknown.returncode == 2 and unknown.stderr.strip() == (

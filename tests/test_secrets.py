@@ -45,7 +45,7 @@ def test_url_passwords_with_slashes_and_query_parameters_are_masked() -> None:
 def test_cli_debug_logs_and_json_errors_never_show_the_database_password(tmp_path) -> None:  # noqa: ANN001
     """Through the real CLI with debug logging on: the ledger logs the URL it opens (the filter is
     installed by the CLI, not by the test), and the one-line --json error carries the URL too."""
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     password = "pw/with-slash-42"
     env = {"CURATE_HOME": str(tmp_path), "CURATE_LOG_LEVEL": "DEBUG",

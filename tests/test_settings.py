@@ -93,7 +93,7 @@ def test_broken_yaml_is_one_line_error(tmp_path: Path) -> None:
 
 def test_dataset_names_cannot_leave_curate_home(curate_home: Path) -> None:
     """Dataset names become folder names under CURATE_HOME (reports, media, checkpoints)."""
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     for bad in ("..", "../../etc", "a/b", "."):
         proc = run_cli("status", "--dataset", bad, check=False)

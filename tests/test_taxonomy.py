@@ -1,4 +1,4 @@
-"""Every dataset code maps to the canonical emotion ARCHITECTURE.md gives for it."""
+"""Every dataset code maps to the canonical emotion its release documents (the tables are in curate/taxonomy.py)."""
 
 import pytest
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests import builders
-from tests.conftest import last_json, run_cli, sql_rows
+from tests.helpers import last_json, run_cli, sql_rows
 
 
 def _workflow(tmp_path: Path, name: str) -> Path:
@@ -135,13 +135,12 @@ def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_aft
     import signal
     import subprocess
     import sys
+    import uuid
 
     from label_studio_sdk import LabelStudio
 
     from curate.review import server
-    from tests.conftest import _free_port, wait_for
-
-    import uuid
+    from tests.helpers import free_port, wait_for
 
     builders.fer2013_folders(tmp_path / "data", per_class=3)
     name = f"wl_{uuid.uuid4().hex[:10]}"  # FiftyOne datasets outlive pytest's tmp dirs when a mongod was already running
@@ -150,7 +149,7 @@ def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_aft
     for path in sorted((tmp_path / "data" / "train").rglob("*.jpg"))[:4]:  # four blurry faces for the report's blur section
         Image.open(path).filter(ImageFilter.GaussianBlur(3)).save(path)
     url = f"sqlite:///{curate_home / 'curate.db'}"
-    wf = _loop_workflow(tmp_path, name, _free_port())
+    wf = _loop_workflow(tmp_path, name, free_port())
     shutil.copytree(label_studio_template, curate_home / "label-studio", ignore=shutil.ignore_patterns("server.json", "server.log"))
     try:
         first = run_cli("run", str(wf), "--json")
@@ -220,7 +219,7 @@ def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_aft
 
 def _look_at_the_report(report: Path) -> None:
     """Headless Chromium opens the report as a person would: every section there, every thumbnail decoded."""
-    from tests.conftest import REPO, headless_chromium
+    from tests.helpers import REPO, headless_chromium
 
     chromium, sync_playwright = headless_chromium()
     shot = REPO / "artifacts" / "report.png"

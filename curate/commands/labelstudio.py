@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-
 import typer
 
 from curate.commands.common import JsonOption, settings_from
-from curate.output import Reporter, reporter
+from curate.output import reporter
 
 app = typer.Typer(help="The embedded Label Studio server (own venv under CURATE_HOME, loopback only).", no_args_is_help=True)
-
-
-def _serve_human(r: Reporter) -> None:
-    s = r.summary
-    state = "already running" if s.get("already_running") else "started"
-    r.say(f"Label Studio {state}: {s['url']} (serving images under {s['data_root']})")
-    if "username" in s:
-        r.say(f"log in as {s['username']}; password and API token ({s['token_hint']}) are in {s['credentials_file']} (mode 0600)")
-
-
 
 
 @app.command()

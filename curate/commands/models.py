@@ -1,4 +1,7 @@
-"""`curate teacher train` and `curate prelabel`: the ResNet-50 pre-labeler."""
+"""`curate teacher import` and `curate manifest export`: the bridge to training where FiftyOne and SQL are absent.
+
+(`curate teacher train` itself is derived from its stage declaration, curate/stages/models.py.)
+"""
 
 from __future__ import annotations
 
@@ -8,25 +11,9 @@ from typing import Annotated, Optional
 import typer
 
 from curate.commands.common import DatasetOption, JsonOption, settings_from
-from curate.output import Reporter, reporter
+from curate.output import reporter
 
 teacher_app = typer.Typer(help="Train the pre-labeling teacher (calibrated, with out-of-fold probabilities).", no_args_is_help=True)
-DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
-
-
-def _teacher_human(r: Reporter) -> None:
-    s = r.summary
-    r.say(f"[bold]teacher[/] {s['arch']} -> {s['checkpoint']}")
-    r.say(f"  val: accuracy {s['val_metrics'].get('accuracy', 0):.3f}, macro-F1 {s['val_metrics'].get('macro_f1', 0):.3f} (epoch {s['best_epoch']})")
-    if s["test_metrics"]:
-        r.say(f"  test: accuracy {s['test_metrics']['accuracy']:.3f}, macro-F1 {s['test_metrics']['macro_f1']:.3f}, ECE {s['test_metrics']['ece']:.3f}")
-    if s["ece"]:
-        r.say(f"  temperature {s['temperature']:.2f}: ECE {s['ece']['before']:.3f} -> {s['ece']['after']:.3f} (held-out half of val)")
-    oof = s["oof"]
-    acc = f", accuracy {oof['train_accuracy']:.3f} on train" if oof.get("train_accuracy") is not None else ""
-    r.say(f"  out-of-fold probabilities: {oof['method']} ({oof['samples']} samples{acc}, {oof['seconds']} s)")
-
-
 
 
 @teacher_app.command("import")
@@ -66,10 +53,3 @@ def manifest_export(
         rows = from_dataset(s.dataset, s.database_url, curated_only=not all_samples)
         n = write_manifest(rows, out, relative_to.expanduser().resolve() if relative_to else None)
         rep.update(dataset=s.dataset, manifest=str(out), rows=n, labeled=sum(1 for r in rows if r.label))
-
-
-def _prelabel_human(r: Reporter) -> None:
-    s = r.summary
-    r.say(f"[bold]{s['dataset']}[/]: pre-labeled {s['samples']} samples with {Path(s['checkpoint']).name} "
-          f"({s['images_per_s']} images/s); {s['below_threshold_0.9']} below confidence 0.9; "
-          f"agreement with current labels {s['agreement_with_current_label']}")

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from curate.exceptions import CurateError
 from curate.ingest.worker import Job, Outcome, QualityScorer
+from curate.settings import Settings
 from curate.sources import Rejection, SourceRecord, open_source
 from curate.taxonomy import AFFECTNET_NON_EMOTION
 
@@ -38,8 +39,8 @@ class IngestOptions:
     workers: int = 1
     chunk_size: int = 128
     write_batch: int = 1000
-    blur_max: float = 0.3
-    occlusion_max: float = 0.4
+    blur_max: float = Settings.blur_max
+    occlusion_max: float = Settings.occlusion_max
     near_duplicate_distance: int = DEFAULT_NEAR_DUPLICATE_DISTANCE
     weights: str | None = None
     engine: str = "local"  # or "ray" (curate/parallel.py): where decoding and scoring run; this process writes either way

@@ -20,8 +20,8 @@ def epoch_indices(labels: np.ndarray, mode: str, seed: int, epoch: int) -> np.nd
     n = len(labels)
     if mode in ("none", "class-weights") or n == 0 or len(np.unique(labels)) < 2:
         return np.arange(n)
-    from imblearn.under_sampling import RandomUnderSampler
     from imblearn.over_sampling import RandomOverSampler
+    from imblearn.under_sampling import RandomUnderSampler
 
     if mode == "oversample":
         sampler = RandomOverSampler(random_state=seed * 1000 + epoch)

@@ -7,35 +7,17 @@ sidecar is treated as absent.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from curate.files import atomic_write_bytes, file_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_sidecar", "sidecar_path", "file_sha256", "atomic_write_bytes"]
 
 
 def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_checkpoint(path: Path, model, sidecar: dict[str, Any]) -> str:  # noqa: ANN001

@@ -12,7 +12,9 @@ from typing import Any
 
 from curate.options import option
 
-__all__ = ["TrainConfig", "RetrainConfig"]
+__all__ = ["OOF_MODES", "TeacherPlan", "TrainConfig", "RetrainConfig"]
+
+OOF_MODES = ("cross", "linear", "none")
 
 
 @dataclass
@@ -37,7 +39,6 @@ class TrainConfig:
     max_steps_per_epoch: int | None = option(None, "Cap steps per epoch (smoke runs).", minimum=1)
     nproc: int = option(1, "Training processes on this machine, data parallel (gloo on CPU, one GPU each with NCCL); "
                            "checkpoints and registration happen once.", minimum=1)
-    class_weights: list[float] | None = option(None, cli=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,3 +66,14 @@ class RetrainConfig(TrainConfig):
     distill: bool = option(False, "Distil from the teacher (loss (1 - kd_weight) * CE + kd_weight * KD at kd_temperature).")
     kd_temperature: float = option(2.0, "Distillation temperature.", minimum=0.1)
     kd_weight: float = option(0.3, "Weight of the distillation term.", minimum=0.0, maximum=1.0)
+
+
+@dataclass(kw_only=True)  # keyword-only: mixed into option classes whose own fields have no defaults
+class TeacherPlan:
+    """What only the teacher does on top of TrainConfig: how its out-of-fold probabilities are made.
+
+    The one home of these defaults for `curate teacher train`, the workflow's teacher stage and
+    ``python -m curate.models.from_manifest teacher``."""
+
+    folds: int = option(2, "K fold models (cross) or CV folds (linear).", minimum=2)
+    oof: str = option("cross", "cross (the K fold models are the teacher), linear (needs --weights) or none.")

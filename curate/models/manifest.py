@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Row", "from_dataset", "write_manifest", "read_manifest", "MANIFEST_COLUMNS"]
+__all__ = ["Row", "from_dataset", "training_rows", "split_rows", "write_manifest", "read_manifest", "MANIFEST_COLUMNS"]
 
 MANIFEST_COLUMNS = ("path", "label", "split", "sample_uid", "box", "group")
 
@@ -49,6 +49,40 @@ def from_dataset(dataset: str, url: str, curated_only: bool = True) -> list[Row]
     return rows
 
 
+def split_rows(rows: list[Row], seed: int, val_fraction: float = 0.1) -> tuple[list[Row], list[Row], list[Row]]:
+    """(train, val, test) by the dataset's splits. When there is no val split one is carved from train:
+    by whole subjects when rows carry one (CK+: the same person never sits on both sides), else stratified."""
+    train = [r for r in rows if r.split in (None, "train")]
+    val = [r for r in rows if r.split == "val"]
+    test = [r for r in rows if r.split == "test"]
+    if not val and any(r.group for r in train):
+        import numpy as np
+
+        groups = sorted({r.group or "" for r in train})
+        rng = np.random.default_rng(seed)
+        rng.shuffle(groups)
+        n_val = max(1, round(len(groups) * val_fraction))
+        held = set(groups[:n_val])
+        return [r for r in train if (r.group or "") not in held], [r for r in train if (r.group or "") in held], test
+    if not val and len(train) >= 10:
+        from curate.models.oof import stratified_folds
+
+        folds = stratified_folds([r.label for r in train], max(2, round(1 / val_fraction)), seed)
+        val = [r for r, f in zip(train, folds) if f == 0]
+        train = [r for r, f in zip(train, folds) if f != 0]
+    return train, val, test
+
+
+def training_rows(dataset: str, url: str, seed: int) -> tuple[list[Row], list[Row], list[Row]]:
+    """(train, val, test) rows of quality-passing samples with a current label; refuses too few to train on."""
+    from curate.exceptions import CurateError
+
+    rows = [r for r in from_dataset(dataset, url, curated_only=True) if r.label is not None]
+    if len(rows) < 4:
+        raise CurateError(f"dataset {dataset!r}: only {len(rows)} labeled quality-passing samples; nothing to train on")
+    return split_rows(rows, seed)
+
+
 def write_manifest(rows: list[Row], path, relative_to=None) -> int:  # noqa: ANN001
     """Rows as CSV (path, label, split, sample_uid, box, group), written atomically; returns the count.
 
@@ -59,7 +93,7 @@ def write_manifest(rows: list[Row], path, relative_to=None) -> int:  # noqa: ANN
     import os
     from pathlib import Path
 
-    from curate.models.checkpoint import atomic_write_bytes
+    from curate.files import atomic_write_bytes
 
     buf = io.StringIO()
     writer = csv.writer(buf)

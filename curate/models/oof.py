@@ -1,7 +1,7 @@
 """Out-of-fold (OOF) predicted probabilities: what cleanlab needs to find label errors.
 
 Every labeled sample gets probabilities from a model that never trained on it.
-- ``cross`` (curate/prelabel/teacher.py): the teacher *is* K fold models, each predicting the
+- ``cross`` (curate/models/teacher.py): the teacher *is* K fold models, each predicting the
   fold it never saw; their mean predicts the rest. Cost: K-1 trainings' worth of images (1x at K = 2).
 - ``linear``: a frozen backbone that never saw this dataset (pretrained ``--weights``)
   embeds every sample once, then a K-fold logistic-regression head predicts each fold.

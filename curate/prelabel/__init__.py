@@ -1,1 +1,1 @@
-"""Teacher training (with out-of-fold probabilities and calibration) and pre-labeling."""
+"""The teacher in the stores (training from the ledger's labels, registration, out-of-fold probabilities) and pre-labeling."""

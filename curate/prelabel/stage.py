@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from curate.exceptions import CurateError
+from curate.settings import Settings
 
 __all__ = ["prelabel", "latest_teacher"]
 
@@ -65,12 +66,13 @@ class Predictor:
 
 def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, device: str, workers: int,
              progress: Callable[[int], None] | None = None, chunk_size: int = CHUNK_SIZE, engine: str = "local",
-             ray_workers: int = 1, ray_address: str | None = None) -> dict[str, Any]:
+             ray_workers: int = 1, ray_address: str | None = None, review_threshold: float = Settings.review_threshold) -> dict[str, Any]:
     """Pre-label in chunks: inference, FiftyOne and SQL writes per chunk, so memory does not grow with the
     dataset (all embeddings of AffectNet at once would be ~2 GB, plus the copies the writes make).
 
     ``engine="ray"``: ``ray_workers`` inference actors (each one thread per core it is given, or its GPU) predict
-    the chunks, bounded two per actor; this process stores each chunk as it comes back, as it does locally."""
+    the chunks, bounded two per actor; this process stores each chunk as it comes back, as it does locally.
+    The summary counts the faces below ``review_threshold``: the ones review push will route."""
     from curate.models.calibrate import softmax
     from curate.models.checkpoint import load_checkpoint, verified_sidecar
     from curate.models.infer import predict, resolve_device
@@ -118,13 +120,13 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
     labels = [label for start in sorted(by_start) for label in by_start[start]]
     seconds = time.perf_counter() - t0
     counts = {"samples": len(rows), "labeled": sum(1 for r in rows if r.label), "images_per_s": len(rows) / seconds if seconds else 0.0,
-              "below_0.9": int((confidences < 0.9).sum())}
+              "below_review_threshold": int((confidences < review_threshold).sum()), "review_threshold": review_threshold}
     records.finish_prelabel_run(url, run_id, counts)
     agree = [r.label == p for r, p in zip(rows, labels) if r.label]
     return {
         "dataset": dataset, "checkpoint": str(ckpt), "model_run_id": run_id, "reused_run": not created, "samples": len(rows),
         "temperature": temperature, "mean_confidence": float(confidences.mean()) if len(rows) else None,
-        "below_threshold_0.9": counts["below_0.9"], "agreement_with_current_label": float(np.mean(agree)) if agree else None,
+        "review_threshold": review_threshold, "below_review_threshold": counts["below_review_threshold"], "agreement_with_current_label": float(np.mean(agree)) if agree else None,
         "predicted": {c: labels.count(c) for c in classes if labels.count(c)}, "images_per_s": round(counts["images_per_s"], 1),
         "seconds": round(seconds, 2),
     }

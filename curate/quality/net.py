@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = ["FACE_SIZE", "SIGMA_MAX", "QualityNet", "OnnxQualityNet", "normalize", "load_default", "for_cpu_inference", "WEIGHTS"]
 

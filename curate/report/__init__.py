@@ -1,1 +1,1 @@
-"""The dataset's static HTML report (build.py gathers, html.py renders)."""
+"""The dataset's static HTML report (gather.py reads the stores, build.py renders and writes the page)."""

@@ -26,7 +26,7 @@ def report_path(home: Path, dataset: str) -> Path:
 
 
 def build_report(dataset: str, url: str, home: Path, examples: int = 12) -> dict[str, Any]:
-    from curate.models.checkpoint import atomic_write_bytes
+    from curate.files import atomic_write_bytes
     from curate.report import gather
     from curate.review.summary import review_status
     from curate.store.sql import ledger, session

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from curate.exceptions import CurateError
-from curate.models.retrain import RetrainConfig
+from curate.models.config import RetrainConfig
 from curate.taxonomy import EMOTIONS
 
 __all__ = ["RetrainOptions", "run_retrain"]
@@ -56,8 +56,8 @@ def _register_saved_epochs(url: str, run_id: int, dataset: str, out_dir: Path, s
     """Register every epoch the resume state covers. A kill after ``state.pt`` was written but before that
     epoch's registry row would otherwise lose the row for good (registration is insert-or-ignore by path)."""
     from curate.models.checkpoint import read_sidecar
-    from curate.models.retrain import load_state
-    from curate.retrain import registry
+    from curate.models.fit import load_state
+    from curate.store.sql import registry
 
     done = int(load_state(state)["epoch"])
     for epoch in range(1, done + 1):
@@ -68,11 +68,11 @@ def _register_saved_epochs(url: str, run_id: int, dataset: str, out_dir: Path, s
 
 
 def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    from curate.models.fit import fit
+    from curate.models.manifest import training_rows
     from curate.models.report import write_report
-    from curate.models.retrain import retrain
     from curate.prelabel import records
-    from curate.prelabel.teacher import training_rows
-    from curate.retrain import registry
+    from curate.store.sql import registry
 
     started = time.monotonic()
     cfg = opts.config
@@ -98,7 +98,7 @@ def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str],
 
     if opts.resume is not None:
         _register_saved_epochs(url, run_id, opts.dataset, out_dir, opts.resume)
-    result = retrain(train, val, classes, cfg, out_dir, extra, teacher, opts.resume, on_epoch)
+    result = fit(train, val, classes, cfg, out_dir, extra, teacher, opts.resume, on_epoch)
     best = out_dir / f"epoch-{result['best_epoch']:03d}.safetensors"
     registry.mark_best(url, run_id, best)
     best_metrics = result["history"][result["best_epoch"] - 1]["val"]

@@ -1,1 +1,1 @@
-"""Human review in Label Studio: the embedded server (push/pull of review tasks come next)."""
+"""Human review in Label Studio: the embedded server, routing, push of review tasks, pull of decisions into the ledger."""

@@ -192,7 +192,7 @@ def serve(home: Path, port: int, data_root: Path, timeout: float = 180.0, say=pr
                             env=_server_env(p, creds, data_root.resolve()), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=p.root)
     url = f"http://127.0.0.1:{port}"
-    from curate.models.checkpoint import atomic_write_bytes
+    from curate.files import atomic_write_bytes
 
     atomic_write_bytes(p.pidfile, json.dumps({"pid": proc.pid, "url": url, "port": port, "data_root": str(data_root)}).encode())
     deadline = time.monotonic() + timeout

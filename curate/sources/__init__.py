@@ -12,10 +12,16 @@ from typing import Iterator
 from curate.sources import affectnet, generic
 from curate.sources._base import Item, Layout, Rejection, SourceError, SourceRecord
 
-__all__ = ["DATASETS", "LAYOUTS", "Item", "Layout", "Rejection", "SourceError", "SourceRecord", "detect", "open_source"]
+__all__ = ["DATASETS", "LAYOUTS", "Item", "Layout", "Rejection", "SourceError", "SourceRecord", "describe_kind", "detect", "open_source"]
 
 LAYOUTS: list[Layout] = [*affectnet.LAYOUTS, *generic.LAYOUTS]
 DATASETS: tuple[str, ...] = tuple(dict.fromkeys(layout.dataset for layout in LAYOUTS))
+
+
+def describe_kind(dataset: str) -> str:
+    """One line for ``curate ingest DATASET --help``: the layouts that are auto-detected, from their own descriptions."""
+    layouts = [layout for layout in LAYOUTS if layout.dataset == dataset]
+    return f"{dataset}: " + "; or ".join(layout.description for layout in layouts) + (" (auto-detected)." if len(layouts) > 1 else ".")
 
 
 def _describe(root: Path) -> str:

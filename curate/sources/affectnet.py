@@ -1,4 +1,4 @@
-"""AffectNet, in the four layouts found in the wild (see ARCHITECTURE.md).
+"""AffectNet, in the four layouts found in the wild (the codes they carry map to emotions in curate/taxonomy.py).
 
 1. ``original``: Manually_Annotated_Images/<sub>/<name>.jpg + training.csv / validation.csv
 2. ``npy``: train_set|val_set/images/<id>.jpg + annotations/<id>_exp.npy (+ _val, _aro, _lnd)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from curate.stages.spec import Stage, StageContext, option, printer
+from curate.stages.spec import Stage, StageContext, option
 
 VIZ = ("pca", "tsne", "umap", "none")
 
@@ -22,7 +22,7 @@ class ErrorsStageOptions:
 def run_errors(ctx: StageContext, opts: ErrorsStageOptions) -> dict[str, Any]:
     from curate.errors.stage import analyze_errors
     from curate.exceptions import CurateError
-    from curate.retrain.registry import resolve_checkpoint
+    from curate.store.sql.registry import resolve_checkpoint
 
     if opts.viz not in VIZ:
         raise CurateError(f"viz {opts.viz!r} must be one of {', '.join(VIZ)}")
@@ -45,6 +45,19 @@ def run_report(ctx: StageContext, opts: ReportStageOptions) -> dict[str, Any]:
     return build_report(s.dataset, s.database_url, s.home, examples=opts.examples)
 
 
+def _errors_human(r: Any) -> None:
+    s = r.summary
+    r.say(f"[bold]{s['dataset']}[/]: {s['label_issues']} likely label errors among {s['with_oof']} samples with out-of-fold "
+          f"probabilities; {s['mistakes']} checkpoint mistakes on {s['checked_by_checkpoint']} val/test samples")
+    for c in s["clusters"]:
+        r.say(f"  cluster {c['cluster']}: {c['size']:>5} samples, mostly {c['dominant']} ({100 * c['dominant_share']:.0f} %), "
+              f"blur {c['mean_blur']}, occlusion {c['mean_occlusion']}  -> view '{c['view']}'")
+    if s["top_confusions"]:
+        r.say("top confusions: " + ", ".join(f"{t['true']} -> {t['suggested']} ({t['count']})" for t in s["top_confusions"]))
+    if s["brain"]:
+        r.say(f"embeddings visualization under brain key '{s['brain']['brain_key']}'; browse with `curate app --dataset {s['dataset']}`")
+
+
 def _report_human(r: Any) -> None:
     s = r.summary
     r.say(f"report: {s['report']}  (open it in a browser; browse the faces with `curate app --dataset {s['dataset']}`)")
@@ -52,7 +65,7 @@ def _report_human(r: Any) -> None:
 
 ERRORS = Stage("errors", "errors", ErrorsStageOptions, run_errors,
                "Label issues (cleanlab), checkpoint mistakes, error clusters as saved views, embedding visualization.",
-               printer("curate.commands.errors", "_human"))
+               _errors_human)
 REPORT = Stage("report", "report", ReportStageOptions, run_report,
                "Write the dataset's HTML report (counts, removed faces, duplicates, review, models, error clusters); print its path.",
                _report_human)

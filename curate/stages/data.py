@@ -6,21 +6,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.stages.spec import Stage, StageContext, option, printer
+from curate.sources import DATASETS
+from curate.stages.spec import Stage, StageContext, option
 
-KINDS = ("affectnet", "fer2013", "ckplus", "rafdb", "folder")
+
+@dataclass(kw_only=True)  # keyword-only: the stages' required fields (ingest's kind and root) may follow
+class _Thresholds:
+    """The quality thresholds both stages apply; not given means the settings' value (curate/settings.py holds the defaults)."""
+
+    blur_max: float | None = option(None, "Remove faces with blur above this.", minimum=0.0, maximum=1.0, setting="blur_max")
+    occlusion_max: float | None = option(None, "Remove faces occluded above this.", minimum=0.0, maximum=1.0, setting="occlusion_max")
 
 
 @dataclass
-class IngestStageOptions:
-    kind: str = option(help="Dataset format: " + ", ".join(KINDS) + ".", cli=False)
+class IngestStageOptions(_Thresholds):
+    kind: str = option(help="Dataset format: " + ", ".join(DATASETS) + ".", cli=False)
     root: Path = option(help="Dataset root (or the csv file for fer2013).", argument=True)
     dataset: str | None = option(None, "Dataset name (default: settings.dataset when set, else the dataset kind).", flag="--dataset")
     split: str = option("all", "train, val, test or all.")
     limit: int | None = option(None, "Stop after the first N inputs.", minimum=1)
     workers: int | None = option(None, "Decode/score processes (default: all cores but one, for the writer).", minimum=1, setting="workers")
-    blur_max: float | None = option(None, "Remove faces with blur above this.", minimum=0.0, maximum=1.0, setting="blur_max")
-    occlusion_max: float | None = option(None, "Remove faces occluded above this.", minimum=0.0, maximum=1.0, setting="occlusion_max")
     write_batch: int = option(1000, "Samples per FiftyOne/SQL write (bounds memory).", minimum=1)
     engine: str = option("local", "Where decoding and quality scoring run: local (worker processes) or ray (Ray actors; a local "
                                   "Ray unless --ray-address or RAY_ADDRESS names a cluster). This process writes either way.")
@@ -31,8 +36,8 @@ def run_ingest(ctx: StageContext, opts: IngestStageOptions) -> dict[str, Any]:
     from curate.exceptions import CurateError
     from curate.ingest.stage import IngestOptions, ingest
 
-    if opts.kind not in KINDS:
-        raise CurateError(f"ingest kind {opts.kind!r} is not one of {', '.join(KINDS)}")
+    if opts.kind not in DATASETS:
+        raise CurateError(f"ingest kind {opts.kind!r} is not one of {', '.join(DATASETS)}")
     s = ctx.settings
     # A name set on purpose (workflow settings, env, --dataset) wins; otherwise the dataset is named after its kind.
     name = opts.dataset or (s.dataset if s.origins.get("dataset", "default") != "default" else opts.kind)
@@ -43,10 +48,8 @@ def run_ingest(ctx: StageContext, opts: IngestStageOptions) -> dict[str, Any]:
 
 
 @dataclass
-class QualityStageOptions:
+class QualityStageOptions(_Thresholds):
     dataset: str | None = option(None, "Dataset name.", setting="dataset")
-    blur_max: float | None = option(None, "Remove faces with blur above this.", minimum=0.0, maximum=1.0, setting="blur_max")
-    occlusion_max: float | None = option(None, "Remove faces occluded above this.", minimum=0.0, maximum=1.0, setting="occlusion_max")
 
 
 def run_quality(ctx: StageContext, opts: QualityStageOptions) -> dict[str, Any]:
@@ -56,9 +59,35 @@ def run_quality(ctx: StageContext, opts: QualityStageOptions) -> dict[str, Any]:
     return apply_thresholds(s.dataset, s.database_url, s.blur_max, s.occlusion_max)
 
 
+def _ingest_human(r: Any) -> None:
+    s = r.summary
+    r.say(f"[bold]{s['dataset']}[/] ({s['format']}/{s['layout']}): seen {s['seen']}, ingested {s['ingested']} "
+          f"({s['new']} new, {s['already_present']} already present), rejected {sum(s['rejected'].values())}")
+    for reason, count in s["rejected"].items():
+        r.say(f"  rejected {count:>6}  {reason}")
+    if s["rejected_report"]:
+        r.say(f"  rejection list: {s['rejected_report']}")
+    q = s["quality_removed"]
+    r.say(f"quality: removed {q['blur']} for blur > {s['thresholds']['blur_max']}, {q['occlusion']} for occlusion > "
+          f"{s['thresholds']['occlusion_max']} (kept in the dataset, outside the 'curated' view)")
+    d = s["duplicates"]
+    r.say(f"duplicates: {d['groups']} groups ({d['exact']} exact, {d['near']} near copies); "
+          f"{d['cross_split_groups']} groups span splits ({d['cross_split_samples']} samples, view 'leakage')")
+    if s["no_emotion"]:
+        r.say(f"not an emotion (kept, never trained on): {s['no_emotion']}")
+    r.say(f"done in {s['seconds']} s")
+
+
+def _quality_human(r: Any) -> None:
+    s = r.summary
+    r.say(f"[bold]{s['dataset']}[/]: blur > {s['blur_max']} removes {s['removed']['blur']}, occlusion > {s['occlusion_max']} "
+          f"removes {s['removed']['occlusion']}; {s['curated']} of {s['samples']} samples in 'curated' "
+          f"({s['changed']} changed state)")
+
+
 INGEST = Stage("ingest", "ingest KIND", IngestStageOptions, run_ingest,
                "Load a dataset into FiftyOne and the ledger; score blur/occlusion; find duplicates.",
-               printer("curate.commands.ingest", "_human"), "ingest")
+               _ingest_human, "ingest")
 QUALITY = Stage("quality", "quality", QualityStageOptions, run_quality,
                 "Re-apply quality thresholds (settings < workflow < env < these options) to a dataset.",
-                printer("curate.commands.quality", "_human"))
+                _quality_human)

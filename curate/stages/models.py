@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.models.config import RetrainConfig, TrainConfig
-from curate.stages.spec import Stage, StageContext, option, printer
+from curate.models.config import RetrainConfig, TeacherPlan, TrainConfig
+from curate.stages.spec import Stage, StageContext, option
 
 
 def _config(cls: type, opts: Any, ctx: StageContext) -> Any:
@@ -37,15 +37,14 @@ class _FromSettings:
 
 
 @dataclass
-class TeacherStageOptions(_FromSettings, TrainConfig):
-    folds: int = option(2, "K fold models (cross) or CV folds (linear).", minimum=2)
-    oof: str = option("cross", "cross (the K fold models are the teacher), linear (needs --weights) or none.")
+class TeacherStageOptions(_FromSettings, TeacherPlan, TrainConfig):
     out: Path | None = option(None, "Folder for run folders (default CURATE_HOME/checkpoints/<dataset>).")
     resume: Path | None = option(None, "A teacher run folder of an interrupted run: continue where it stopped.")
 
 
 def run_teacher(ctx: StageContext, opts: TeacherStageOptions) -> dict[str, Any]:
-    from curate.prelabel.teacher import TeacherOptions, train_teacher
+    from curate.models.teacher import TeacherOptions
+    from curate.prelabel.teacher import train_teacher
 
     s = ctx.settings
     options = TeacherOptions(dataset=s.dataset, config=_config(TrainConfig, opts, ctx), folds=opts.folds, oof=opts.oof,
@@ -71,7 +70,7 @@ def run_prelabel(ctx: StageContext, opts: PrelabelStageOptions) -> dict[str, Any
 
     s = ctx.settings
     return prelabel(s.dataset, s.database_url, ctx.path(opts.checkpoint), s.batch_size, s.device, default_workers(s.device), ctx.progress,
-                    engine=opts.engine, ray_workers=opts.ray_workers, ray_address=opts.ray_address)
+                    engine=opts.engine, ray_workers=opts.ray_workers, ray_address=opts.ray_address, review_threshold=s.review_threshold)
 
 
 @dataclass
@@ -84,7 +83,8 @@ class RetrainStageOptions(_FromSettings, RetrainConfig):
 def run_retrain(ctx: StageContext, opts: RetrainStageOptions) -> dict[str, Any]:
     from curate.exceptions import CurateError
     from curate.models.balance import BALANCE_MODES
-    from curate.retrain.stage import RetrainOptions, run_retrain as retrain
+    from curate.retrain.stage import RetrainOptions
+    from curate.retrain.stage import run_retrain as retrain
 
     if opts.balance not in BALANCE_MODES:
         raise CurateError(f"balance {opts.balance!r} must be one of {', '.join(BALANCE_MODES)}")
@@ -113,7 +113,7 @@ def run_export(ctx: StageContext, opts: ExportStageOptions) -> dict[str, Any]:
     from curate.exceptions import CurateError
     from curate.models.checkpoint import read_sidecar
     from curate.models.export import export_onnx
-    from curate.retrain.registry import resolve_checkpoint
+    from curate.store.sql.registry import resolve_checkpoint
 
     if opts.format != "onnx":
         raise CurateError(f"format {opts.format!r}: only onnx is supported")
@@ -162,7 +162,7 @@ def run_compare(ctx: StageContext, opts: CompareStageOptions) -> dict[str, Any]:
     from curate.models.compare import mcnemar, per_class_recall_delta
     from curate.models.infer import predict
     from curate.models.preprocess import Preprocess
-    from curate.retrain.registry import resolve_checkpoint
+    from curate.store.sql.registry import resolve_checkpoint
 
     s = ctx.settings
     a, b = (resolve_checkpoint(c, s.database_url, s.dataset) for c in (opts.checkpoint_a, opts.checkpoint_b))
@@ -185,24 +185,67 @@ def run_compare(ctx: StageContext, opts: CompareStageOptions) -> dict[str, Any]:
             "per_class": per_class_recall_delta(y, preds[0], preds[1], classes)}
 
 
+def _teacher_human(r: Any) -> None:
+    s = r.summary
+    r.say(f"[bold]teacher[/] {s['arch']} -> {s['checkpoint']}")
+    r.say(f"  val: accuracy {s['val_metrics'].get('accuracy', 0):.3f}, macro-F1 {s['val_metrics'].get('macro_f1', 0):.3f} (epoch {s['best_epoch']})")
+    if s["test_metrics"]:
+        r.say(f"  test: accuracy {s['test_metrics']['accuracy']:.3f}, macro-F1 {s['test_metrics']['macro_f1']:.3f}, ECE {s['test_metrics']['ece']:.3f}")
+    if s["ece"]:
+        r.say(f"  temperature {s['temperature']:.2f}: ECE {s['ece']['before']:.3f} -> {s['ece']['after']:.3f} (held-out half of val)")
+    oof = s["oof"]
+    acc = f", accuracy {oof['train_accuracy']:.3f} on train" if oof.get("train_accuracy") is not None else ""
+    r.say(f"  out-of-fold probabilities: {oof['method']} ({oof['samples']} samples{acc}, {oof['seconds']} s)")
+
+
+def _prelabel_human(r: Any) -> None:
+    s = r.summary
+    r.say(f"[bold]{s['dataset']}[/]: pre-labeled {s['samples']} samples with {Path(s['checkpoint']).name} "
+          f"({s['images_per_s']} images/s); {s['below_review_threshold']} below the review threshold {s['review_threshold']}; "
+          f"agreement with current labels {s['agreement_with_current_label']}")
+
+
+def _retrain_human(r: Any) -> None:
+    s = r.summary
+    m = s["val_metrics"]
+    r.say(f"[bold]retrain[/] {s['dataset']}: best epoch {s['best_epoch']} -> {s['best_checkpoint']}")
+    r.say(f"  val accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+    r.say(f"  balance {s['balance']}: class counts {s['class_counts_before']} -> {s['class_counts_after']}")
+    r.say(f"  report {s['report']}")
+
+
+def _export_human(r: Any) -> None:
+    s = r.summary
+    r.say(f"{s['onnx']}: {s['size_fp32_bytes'] / 1e6:.1f} MB, max |onnx - torch| = {s['max_abs_diff']:.2e} on {s['inputs_checked']} inputs")
+    if "onnx_int8" in s:
+        r.say(f"{s['onnx_int8']}: {s['size_int8_bytes'] / 1e6:.1f} MB ({100 * s['int8_size_ratio']:.0f} %), top-1 agreement "
+              f"{100 * s['int8_top1_agreement']:.1f} %" + (f", accuracy {s['accuracy_fp32']:.3f} -> {s['accuracy_int8']:.3f}" if "accuracy_int8" in s else ""))
+
+
 def _compare_human(r: Any) -> None:
-    if r.summary.get("skipped"):
-        r.say(f"compare: {r.summary['skipped']}")
+    s = r.summary
+    if s.get("skipped"):
+        r.say(f"compare: {s['skipped']}")
         return
-    printer("curate.commands.evaluate", "_compare_human")(r)
+    verdict = "significantly" if s["significant"] else "not significantly"
+    r.say(f"A {Path(s['a']).name}: accuracy {s['accuracy_a']:.3f}; B {Path(s['b']).name}: accuracy {s['accuracy_b']:.3f} on {s['n']} {s['split']} samples")
+    r.say(f"McNemar: A-only correct {s['a_only_correct']}, B-only correct {s['b_only_correct']}, p = {s['p_value']:.4g}: "
+          f"{s['better']} is {verdict} better (alpha {s['alpha']})")
+    for c, d in s["per_class"].items():
+        r.say(f"  {c:<9} recall {d['recall_a']:.3f} -> {d['recall_b']:.3f} ({d['delta_b_minus_a']:+.3f}, n={d['n']})")
 
 
 TEACHER = Stage("teacher", "teacher train", TeacherStageOptions, run_teacher,
                 "Train the teacher on quality-passing labeled samples (current labels from the ledger); resumable.",
-                printer("curate.commands.models", "_teacher_human"), "teacher")
+                _teacher_human, "teacher")
 PRELABEL = Stage("prelabel", "prelabel", PrelabelStageOptions, run_prelabel,
                  "Store prelabel (label, calibrated confidence, logits) and embeddings for every quality-passing sample.",
-                 printer("curate.commands.models", "_prelabel_human"), "prelabel")
+                 _prelabel_human, "prelabel")
 RETRAIN = Stage("retrain", "retrain", RetrainStageOptions, run_retrain,
                 "Train balanced checkpoints on quality-passing samples; the best by validation macro-F1 is kept.",
-                printer("curate.commands.retrain", "_human"))
+                _retrain_human)
 EXPORT = Stage("export", "export", ExportStageOptions, run_export,
                "Export CHECKPOINT to ONNX, check it against torch (max abs diff), optionally quantize to INT8.",
-               printer("curate.commands.evaluate", "_export_human"))
+               _export_human)
 COMPARE = Stage("compare", "compare", CompareStageOptions, run_compare,
                 "Paired comparison on the same samples: McNemar's exact test and per-class recall deltas.", _compare_human)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.stages.spec import Stage, StageContext, option, printer
+from curate.stages.spec import Stage, StageContext, option
 
 
 class StageWaiting(Exception):  # noqa: N818 - a state, not a failure
@@ -132,10 +132,36 @@ def _where_to_review(ctx: StageContext) -> dict[str, Any]:
 
 
 def _serve_human(r: Any) -> None:
-    if r.summary.get("remote"):
-        r.say(f"Label Studio: {r.summary['url']} ({r.summary['note']})")
+    s = r.summary
+    if s.get("remote"):
+        r.say(f"Label Studio: {s['url']} ({s['note']})")
         return
-    printer("curate.commands.labelstudio", "_serve_human")(r)
+    state = "already running" if s.get("already_running") else "started"
+    r.say(f"Label Studio {state}: {s['url']} (serving images under {s['data_root']})")
+    if "username" in s:
+        r.say(f"log in as {s['username']}; password and API token ({s['token_hint']}) are in {s['credentials_file']} (mode 0600)")
+
+
+def _push_human(r: Any) -> None:
+    s = r.summary
+    r.say(f"[bold]{s['dataset']}[/]: pushed {s['pushed']} tasks to project {s['project']} on {s['server']} "
+          f"({s['already_in_review']} already in review, {s['left_in_queue']} left in the queue)")
+    if s["by_class"]:
+        r.say("by class: " + ", ".join(f"{k} {v}" for k, v in s["by_class"].items()))
+    if s["adopted_from_interrupted_push"]:
+        r.say(f"recorded {s['adopted_from_interrupted_push']} tasks left by an interrupted push")
+    for item in s["refused"]:
+        r.say(f"refused {item['path']}: {item['reason']}")
+
+
+def _pull_human(r: Any) -> None:
+    s = r.summary
+    if s["project"] is None:
+        r.say(f"{s['dataset']}: no review project on {s['server']}; run `curate review push` first")
+        return
+    r.say(f"[bold]{s['dataset']}[/]: listed {s['listed']} tasks; {s['changed']} changed since the last pull ({s['unchanged']} unchanged): "
+          f"{s['done']} decided, {s['skipped']} skipped, {s['conflict']} tied; {s['new_human_labels']} new human labels, "
+          f"{s['label_changes']} of them changing the label" + (f"; {s['deleted_on_server']} deleted in Label Studio" if s["deleted_on_server"] else ""))
 
 
 def _wait_human(r: Any) -> None:
@@ -148,9 +174,9 @@ LABELSTUDIO = Stage("labelstudio", "labelstudio serve", LabelStudioStageOptions,
                     "Install (first use), start and wait for Label Studio on 127.0.0.1; print the URL and how to log in.", _serve_human)
 REVIEW_PUSH = Stage("review_push", "review push", PushStageOptions, run_push,
                     "Create review tasks for uncertain samples and likely label errors, with the model's guess pre-selected.",
-                    printer("curate.commands.review", "_push_human"), "push")
+                    _push_human, "push")
 REVIEW_PULL = Stage("review_pull", "review pull", PullStageOptions, run_pull,
                     "Record completed reviews as human label events and mirror them into FiftyOne (safe to repeat).",
-                    printer("curate.commands.review", "_pull_human"))
+                    _pull_human)
 WAIT_REVIEW = Stage("wait_review", "review wait", WaitStageOptions, run_wait,
                     "Pull what people reviewed; go on once enough was, else record the run as waiting.", _wait_human)

@@ -1,6 +1,7 @@
 """A stage is declared once: an options dataclass, a function and a summary printer.
 
-Both the typer command and the workflow YAML are derived from that declaration, so a default or a
+Both the typer command (curate/commands/stage_command.py) and the workflow YAML (curate/workflow.py)
+are derived from that declaration, so a default or a
 help text lives in one place (before, ``teacher train`` restated TrainConfig's defaults as option
 defaults and the workflow kept its own adapter per stage, and the two drifted apart silently).
 
@@ -17,17 +18,16 @@ Options are plain dataclass fields. ``field(metadata=...)`` carries what the com
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Any, Callable
 
 from curate.exceptions import CurateError
 from curate.options import option
 
-__all__ = ["Stage", "StageContext", "option", "options_from_params", "printer", "resolve_settings", "typer_command"]
+__all__ = ["Stage", "StageContext", "base_type", "option", "option_fields", "options_from_params", "resolve_settings"]
 
 
 @dataclass
@@ -61,14 +61,15 @@ class Stage:
     progress: str | None = None  # label of a progress bar, when the stage reports progress
 
 
-def _fields(cls: type) -> list[dataclasses.Field]:
+def option_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of an options dataclass a user may set (a leading underscore marks internal ones)."""
     return [f for f in dataclasses.fields(cls) if not f.name.startswith("_")]
 
 
 def options_from_params(stage: Stage, params: dict[str, Any], where: str) -> Any:
     """Workflow parameters -> the stage's options; an unknown or mistyped key is an error, not ignored."""
     hints = typing.get_type_hints(stage.options)
-    known = {f.name: f for f in _fields(stage.options)}
+    known = {f.name: f for f in option_fields(stage.options)}
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise CurateError(f"{where}: stage {stage.name!r} has no option {', '.join(map(repr, unknown))} "
@@ -82,8 +83,8 @@ def options_from_params(stage: Stage, params: dict[str, Any], where: str) -> Any
         raise CurateError(f"{where}: stage {stage.name!r}: {exc}") from None
 
 
-def _base_type(hint: Any) -> tuple[Any, bool]:
-    """(T, optional) for T, Optional[T] and T | None."""
+def base_type(hint: Any) -> tuple[Any, bool]:
+    """The type under an optional hint: (T, optional) for T, Optional[T] and T | None."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
         rest = [a for a in args if a is not type(None)]
@@ -92,7 +93,7 @@ def _base_type(hint: Any) -> tuple[Any, bool]:
 
 
 def _coerce(raw: Any, hint: Any, where: str) -> Any:
-    base, optional = _base_type(hint)
+    base, optional = base_type(hint)
     if raw is None:
         if optional:
             return None
@@ -117,79 +118,6 @@ def _coerce(raw: Any, hint: Any, where: str) -> Any:
 
 def resolve_settings(stage: Stage, opts: Any, settings: Any) -> Any:
     """Settings with the stage's given setting-backed options applied (e.g. --dataset, --device)."""
-    given = {f.metadata["setting"]: getattr(opts, f.name) for f in _fields(stage.options)
+    given = {f.metadata["setting"]: getattr(opts, f.name) for f in option_fields(stage.options)
              if f.metadata.get("setting") and getattr(opts, f.name) is not None}
     return dataclasses.replace(settings, **given) if given else settings
-
-
-def _flags(f: dataclasses.Field, base: Any) -> list[str]:
-    name = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-    if base is bool and "/" not in name:
-        name = f"{name}/--no-{name[2:]}"
-    return [name, "-d"] if f.name == "dataset" else [name]
-
-
-def typer_command(stage: Stage, fixed: dict[str, Any] | None = None, doc: str | None = None) -> Callable[..., None]:
-    """A typer command whose options are the stage's fields, with their defaults and help; ``fixed`` sets
-    workflow-only fields (the ingest kind of `curate ingest fer2013`)."""
-    import typer
-
-    from curate.commands.common import JsonOption
-
-    hints = typing.get_type_hints(stage.options)
-    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
-    cli_fields = [f for f in _fields(stage.options) if f.metadata.get("cli", True)]
-    for f in sorted(cli_fields, key=lambda f: not f.metadata.get("argument")):  # arguments first
-        base, optional = _base_type(hints[f.name])
-        meta = f.metadata
-        default = f.default if f.default is not dataclasses.MISSING else ...
-        help_text = meta.get("help") or ""
-        if meta.get("setting") and default is None:
-            help_text += f" (default: settings.{meta['setting']})"
-        bounds = {k: meta[k] for k in ("min", "max") if meta.get(k) is not None}
-        if meta.get("argument"):
-            info = typer.Argument(help=help_text, **bounds)
-        else:
-            info = typer.Option(*_flags(f, base), help=help_text, **bounds)
-        annotation = Annotated[Optional[base] if optional else base, info]  # noqa: UP007 - typer reads Optional
-        params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation))
-    params.append(inspect.Parameter("json_", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False, annotation=JsonOption))
-
-    def command(ctx: Any, **values: Any) -> None:
-        from curate.commands.common import settings_from
-        from curate.output import reporter
-
-        json_mode = values.pop("json_")
-        with reporter(json_mode, stage.human or _default_human) as rep:
-            opts = stage.options(**values, **(fixed or {}))
-            settings_over = {f.metadata["setting"]: values[f.name] for f in cli_fields if f.metadata.get("setting")}
-            settings = settings_from(ctx, **settings_over)
-            if stage.progress:
-                with rep.progress(None, stage.progress) as bar:
-                    rep.update(**stage.run(StageContext(settings, say=rep.say, progress=bar.advance), opts))
-            else:
-                rep.update(**stage.run(StageContext(settings, say=rep.say), opts))
-            if rep.summary.get("warning"):
-                rep.say(f"warning: {rep.summary['warning']}")
-
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = doc or stage.help
-    command.__name__ = stage.name
-    return command
-
-
-def printer(module: str, name: str) -> Callable[[Any], None]:
-    """A summary printer that lives in a command module, imported only when a summary is printed
-    (the declarations stay importable without typer and rich)."""
-
-    def human(r: Any) -> None:
-        import importlib
-
-        getattr(importlib.import_module(module), name)(r)
-
-    return human
-
-
-def _default_human(r: Any) -> None:
-    r.say(", ".join(f"{k}={v}" for k, v in r.summary.items() if not isinstance(v, (dict, list))))

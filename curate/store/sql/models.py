@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
-    Boolean,
     Float,
     ForeignKey,
     Index,

@@ -30,7 +30,7 @@ def start_run(url: str, dataset: str, cfg: Any, out_dir: Path, resumed: bool) ->
 
 
 def register_checkpoint(url: str, run_id: int, dataset: str, path: Path, epoch: int, snapshot: int | None, metrics: dict[str, Any]) -> None:
-    from curate.models.checkpoint import file_sha256
+    from curate.files import file_sha256
 
     with session.session_scope(url) as db:
         ds = ledger.find_dataset(db, dataset)

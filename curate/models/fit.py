@@ -1,5 +1,6 @@
 """The checkpointed training loop: class-balanced (optionally distilled) training with per-epoch
-checkpoints and exact resume. The retrain stage and the teacher's fold models both run it.
+checkpoints and exact resume. The retrain stage (curate/retrain) and the teacher's fold models
+(curate/models/teacher.py) both run it, which is why it has a neutral name.
 
 Why resume is exact: every epoch reseeds Python, NumPy, torch and the DataLoader from
 (seed, epoch), so an epoch's randomness depends only on its number; the resume state
@@ -15,6 +16,7 @@ import io
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
+from curate.files import atomic_write_bytes
 from curate.models.balance import class_counts, class_weights, epoch_indices
-from curate.models.checkpoint import atomic_write_bytes, save_checkpoint
+from curate.models.checkpoint import save_checkpoint
+from curate.models.config import RetrainConfig
 from curate.models.data import FaceDataset, loader_kwargs
 from curate.models.distributed import SINGLE, Group, launch, shard
 from curate.models.ema import WeightAverage
@@ -32,10 +36,9 @@ from curate.models.factory import model_options
 from curate.models.infer import resolve_device
 from curate.models.manifest import Row
 from curate.models.preprocess import train_transform
-from curate.models.config import RetrainConfig
 from curate.models.train import _optimizer, evaluate, make_scheduler, run_epoch, seed_everything
 
-__all__ = ["RetrainConfig", "retrain", "distillation_loss", "load_state"]
+__all__ = ["fit", "distillation_loss", "load_state"]
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -60,7 +63,7 @@ def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]
         raise CurateError(f"{path}: not a curate resume state ({str(exc).splitlines()[0][:160]})") from None
 
 
-def retrain(
+def fit(
     train_rows: Sequence[Row],
     val_rows: Sequence[Row],
     classes: Sequence[str],
@@ -81,55 +84,33 @@ def retrain(
     ``on_epoch`` then runs here, in this process, for each epoch they finished, after they all stopped.
     """
     if cfg.nproc > 1 and not group.distributed:
-        return _retrain_in_processes(train_rows, val_rows, classes, cfg, out_dir, sidecar_extra, teacher_logits, resume, on_epoch)
+        return _fit_in_processes(train_rows, val_rows, classes, cfg, out_dir, sidecar_extra, teacher_logits, resume, on_epoch)
     device = resolve_device(cfg.device)
     if group.distributed and device.type == "cuda":
         device = torch.device("cuda", group.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
-    pp = cfg.preprocess()
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[r.label] for r in train_rows])
-    weights = class_weights(labels, len(classes)) if cfg.balance == "class-weights" else None
-    seed_everything(cfg.seed)
-    model = cfg.build_model(len(classes)).to(device).to(memory_format=torch.channels_last)
-    optimizer = _optimizer(model, cfg)
-    steps_per_epoch = max(1, len(epoch_indices(labels, cfg.balance, cfg.seed, 1)) // group.world // cfg.batch_size)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    # The average spans at most a tenth of the run, so a short run is not dominated by its early weights.
-    decay = min(cfg.ema_decay, 1 - 10 / max(20, steps_per_epoch * cfg.epochs)) if cfg.ema_decay else 0.0
-    average = WeightAverage(model, decay) if decay > 0 else None
-    scheduler = make_scheduler(optimizer, steps_per_epoch * cfg.epochs, int(steps_per_epoch * cfg.warmup_epochs))
-    criterion = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, device=device) if weights else None, label_smoothing=cfg.label_smoothing)
     teacher = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
     if cfg.distill and (teacher is None or len(teacher) != len(train_rows)):
         raise ValueError("distillation needs teacher logits for every training row, in the rows' order")
-
-    start_epoch, best_f1, best_epoch, history = 1, -1.0, 0, []
-    if resume is not None:
-        state = load_state(resume, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if average is not None and state.get("average") is not None:
-            average.load_state_dict(state["average"])
-        start_epoch, best_f1, best_epoch, history = state["epoch"] + 1, state["best_f1"], state["best_epoch"], state["history"]
+    run = _Run.build(cfg, labels, len(classes), device, group)
+    start_epoch, best_f1, best_epoch, history = (_resume(run, resume, device) if resume is not None else (1, -1.0, 0, []))
 
     def kd_loss(out: torch.Tensor, ce: torch.Tensor, rows_idx: torch.Tensor) -> torch.Tensor:
         kd = distillation_loss(out.float(), teacher[rows_idx].to(device), cfg.kd_temperature)
         return (1 - cfg.kd_weight) * ce + cfg.kd_weight * kd
 
-    extra_loss = kd_loss if cfg.distill else None
-    trained = model
+    trained = run.model
     if group.distributed:  # gradients averaged over the ranks; the EMA and the checkpoints use the bare module
         from torch.nn.parallel import DistributedDataParallel
 
-        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    after_step = (lambda: average.update(model)) if average is not None else None
+        trained = DistributedDataParallel(run.model, device_ids=[device.index] if device.type == "cuda" else None)
+    after_step = (lambda: run.average.update(run.model)) if run.average is not None else None
+    pp = cfg.preprocess()
     dataset = FaceDataset(train_rows, classes, train_transform(pp))
     out_dir.mkdir(parents=True, exist_ok=True)
-    options = model_options(cfg.resolved_stem_stride())
     seen, train_time = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs + 1):
         epoch_seed = cfg.seed * 1000 + epoch  # the same on every rank: the draw and its split
@@ -140,32 +121,17 @@ def retrain(
         generator = torch.Generator().manual_seed(rank_seed)
         loader = DataLoader(Subset(dataset, mine.tolist()), batch_size=cfg.batch_size, shuffle=True, drop_last=len(mine) > cfg.batch_size,
                             generator=generator, **loader_kwargs(cfg.workers, device))
-        losses, n, seconds = run_epoch(trained, loader, steps_per_epoch, optimizer, scheduler, criterion, device, pp,
-                                       extra_loss=extra_loss, progress=progress, after_step=after_step)
+        losses, n, seconds = run_epoch(trained, loader, run.steps_per_epoch, run.optimizer, run.scheduler, run.criterion, device, pp,
+                                       extra_loss=kd_loss if cfg.distill else None, progress=progress, after_step=after_step)
         seen, train_time = seen + n * group.world, train_time + seconds
         if not group.is_main:  # rank 0 validates and writes; the others wait for it at the barrier
             group.barrier()
             continue
-        t_eval = time.perf_counter()
-        kept = average.model if average is not None else model
-        metrics, _ = evaluate(kept, val_rows, classes, pp, cfg)
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "lr": scheduler.get_last_lr()[0],
-                  "drawn": class_counts(labels[drawn], classes), "val": metrics, "train_seconds": round(seconds, 1)}
-        if average is not None:
-            raw, _ = evaluate(model, val_rows, classes, pp, cfg)
-            record["val_raw"] = {k: v for k, v in raw.items() if k != "confusion_matrix"}
-        record["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
+        record = _validate(run, val_rows, classes, cfg, epoch, losses, labels[drawn], seconds)
         history.append(record)
-        sidecar = {"arch": cfg.arch, "classes": list(classes), "preprocess": pp.to_dict(), "model_options": options, "temperature": 1.0,
-                   "epoch": epoch, "train_config": cfg.to_dict(), "history": history, "metrics": metrics, **sidecar_extra}
-        ckpt = out_dir / f"epoch-{epoch:03d}.safetensors"
-        save_checkpoint(ckpt, kept, sidecar)
-        if metrics["macro_f1"] > best_f1:
-            best_f1, best_epoch = metrics["macro_f1"], epoch
-            save_checkpoint(out_dir / "best.safetensors", kept, {**sidecar, "best_of": str(ckpt.name)})
-        _save_state(out_dir / "state.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                           "average": average.state_dict() if average is not None else None,
-                                           "epoch": epoch, "best_f1": best_f1, "best_epoch": best_epoch, "history": history})
+        if record["val"]["macro_f1"] > best_f1:
+            best_f1, best_epoch = record["val"]["macro_f1"], epoch
+        ckpt = _save_epoch(run, cfg, classes, out_dir, sidecar_extra, history, best_f1, best_epoch)
         group.barrier()
         if on_epoch:
             on_epoch(record, ckpt)
@@ -174,6 +140,83 @@ def retrain(
         "class_counts_before": class_counts(labels, classes), "class_counts_after": class_counts(labels[epoch_indices(labels, cfg.balance, cfg.seed, 1)], classes),
         "train_images_per_s": seen / train_time if train_time else 0.0, "out_dir": str(out_dir),
     }
+
+
+@dataclass
+class _Run:
+    """What one training run holds: the model, its weight average, optimizer, schedule and loss."""
+
+    model: torch.nn.Module
+    average: WeightAverage | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    criterion: torch.nn.Module
+    steps_per_epoch: int
+
+    @classmethod
+    def build(cls, cfg: RetrainConfig, labels: np.ndarray, num_classes: int, device: torch.device, group: Group) -> _Run:
+        weights = class_weights(labels, num_classes) if cfg.balance == "class-weights" else None
+        seed_everything(cfg.seed)
+        model = cfg.build_model(num_classes).to(device).to(memory_format=torch.channels_last)
+        optimizer = _optimizer(model, cfg)
+        steps_per_epoch = max(1, len(epoch_indices(labels, cfg.balance, cfg.seed, 1)) // group.world // cfg.batch_size)
+        if cfg.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+        # The average spans at most a tenth of the run, so a short run is not dominated by its early weights.
+        decay = min(cfg.ema_decay, 1 - 10 / max(20, steps_per_epoch * cfg.epochs)) if cfg.ema_decay else 0.0
+        criterion = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, device=device) if weights else None,
+                                              label_smoothing=cfg.label_smoothing)
+        return cls(model, WeightAverage(model, decay) if decay > 0 else None, optimizer,
+                   make_scheduler(optimizer, steps_per_epoch * cfg.epochs, int(steps_per_epoch * cfg.warmup_epochs)), criterion, steps_per_epoch)
+
+    @property
+    def kept(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the average when there is one."""
+        return self.average.model if self.average is not None else self.model
+
+
+def _resume(run: _Run, state_file: Path, device: torch.device) -> tuple[int, float, int, list]:
+    """Load a resume state into ``run``; returns (first epoch to train, best macro-F1, best epoch, history)."""
+    state = load_state(state_file, device)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.average is not None and state.get("average") is not None:
+        run.average.load_state_dict(state["average"])
+    return state["epoch"] + 1, state["best_f1"], state["best_epoch"], state["history"]
+
+
+def _validate(run: _Run, val_rows: Sequence[Row], classes: Sequence[str], cfg: RetrainConfig, epoch: int, losses: list[float],
+              drawn_labels: np.ndarray, seconds: float) -> dict[str, Any]:
+    """The epoch's record: the kept weights' validation metrics (and the raw weights', to show what the average gains)."""
+    t_eval = time.perf_counter()
+    pp = cfg.preprocess()
+    metrics, _ = evaluate(run.kept, val_rows, classes, pp, cfg)
+    record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "lr": run.scheduler.get_last_lr()[0],
+              "drawn": class_counts(drawn_labels, classes), "val": metrics, "train_seconds": round(seconds, 1)}
+    if run.average is not None:
+        raw, _ = evaluate(run.model, val_rows, classes, pp, cfg)
+        record["val_raw"] = {k: v for k, v in raw.items() if k != "confusion_matrix"}
+    record["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
+    return record
+
+
+def _save_epoch(run: _Run, cfg: RetrainConfig, classes: Sequence[str], out_dir: Path, sidecar_extra: dict[str, Any], history: list,
+                best_f1: float, best_epoch: int) -> Path:
+    """The epoch's checkpoint, ``best.*`` when it is the best so far, then the resume state (last, so a kill before it replays the epoch)."""
+    record = history[-1]
+    sidecar = {"arch": cfg.arch, "classes": list(classes), "preprocess": cfg.preprocess().to_dict(),
+               "model_options": model_options(cfg.resolved_stem_stride()), "temperature": 1.0, "epoch": record["epoch"],
+               "train_config": cfg.to_dict(), "history": history, "metrics": record["val"], **sidecar_extra}
+    ckpt = out_dir / f"epoch-{record['epoch']:03d}.safetensors"
+    save_checkpoint(ckpt, run.kept, sidecar)
+    if best_epoch == record["epoch"]:
+        save_checkpoint(out_dir / "best.safetensors", run.kept, {**sidecar, "best_of": str(ckpt.name)})
+    _save_state(out_dir / "state.pt", {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                                       "scheduler": run.scheduler.state_dict(),
+                                       "average": run.average.state_dict() if run.average is not None else None,
+                                       "epoch": record["epoch"], "best_f1": best_f1, "best_epoch": best_epoch, "history": history})
+    return ckpt
 
 
 def _rank_main(train_rows: Sequence[Row], val_rows: Sequence[Row], classes: Sequence[str], cfg: RetrainConfig, out_dir: Path,
@@ -185,8 +228,8 @@ def _rank_main(train_rows: Sequence[Row], val_rows: Sequence[Row], classes: Sequ
         print(f"epoch {record['epoch']}/{cfg.epochs} ({group.world} processes): loss {record['train_loss']:.3f}, "
               f"val accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}, {record['train_seconds']} s", file=sys.stderr, flush=True)
 
-    result = retrain(train_rows, val_rows, classes, cfg, out_dir, sidecar_extra, teacher_logits, resume,
-                     on_epoch=say if group.is_main else None, group=group)
+    result = fit(train_rows, val_rows, classes, cfg, out_dir, sidecar_extra, teacher_logits, resume,
+                 on_epoch=say if group.is_main else None, group=group)
     if group.is_main:
         atomic_write_bytes(out_dir / "result.json", json.dumps(result, default=_plain).encode())
 
@@ -195,7 +238,7 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def _retrain_in_processes(train_rows: Sequence[Row], val_rows: Sequence[Row], classes: Sequence[str], cfg: RetrainConfig, out_dir: Path,
+def _fit_in_processes(train_rows: Sequence[Row], val_rows: Sequence[Row], classes: Sequence[str], cfg: RetrainConfig, out_dir: Path,
                           sidecar_extra: dict[str, Any], teacher_logits: np.ndarray | None, resume: Path | None,
                           on_epoch: Callable[[dict[str, Any], Path], None] | None) -> dict[str, Any]:
     """Launch ``cfg.nproc`` ranks, wait, then report each epoch they finished to ``on_epoch`` (registration stays here)."""
