@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests import builders
-from tests.conftest import kill_group_once_rows, last_json, run_cli, sql_rows
+from tests.helpers import kill_group_once_rows, last_json, run_cli, sql_rows
 
 _names = itertools.count()
 
@@ -258,30 +258,60 @@ def test_quality_thresholds_reapply_without_rescoring(tmp_path: Path, curate_hom
     assert sql_rows(ledger_db, "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL") == [(0,)]
 
 
-def test_quality_heals_when_the_sql_write_failed_once(tmp_path: Path, curate_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ledger is the truth: a run whose SQL write fails, then a clean re-run, leaves SQL and FiftyOne in step."""
-    from curate.quality.apply import apply_thresholds
+def _quality_state(name: str, url: str) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """(FiftyOne's, SQL's) quality_rejected per sample_uid, each read from its own store."""
     from curate.store.fo_store import load_dataset
-    from curate.store.sql import session
+
+    ds = load_dataset(name, create=False)
+    ds.reload()
+    in_fiftyone = {u: (",".join(r) or None) for u, r in zip(*ds.values(["sample_uid", "quality_rejected"]))}
+    in_sql = dict(sql_rows(url, "SELECT uid, quality_rejected FROM samples"))
+    return in_fiftyone, in_sql
+
+
+def test_quality_writes_the_ledger_first_and_heals_when_fiftyone_failed_after_it(tmp_path: Path, curate_home: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger is the truth. A run that dies between the SQL write and the FiftyOne write leaves SQL with the new
+    state and FiftyOne with the old one (SQL first); a re-run finds nothing to change in the ledger and brings
+    FiftyOne in step. And when FiftyOne is ahead of SQL (a store rewritten behind curate's back), what changed is
+    computed against SQL, so the ledger is healed too instead of staying stale for good."""
+    import fiftyone as fo
+
+    from curate.quality.apply import apply_thresholds
 
     built = builders.fer2013_folders(tmp_path / "fer")
     name = _name("qheal")
-    _ingest_inprocess("fer2013", built.root, curate_home, dataset=name)
-    url = f"sqlite:///{curate_home / 'curate.db'}"
-    real_scope = session.session_scope
+    _ingest_inprocess("fer2013", built.root, curate_home, dataset=name, blur_max=1.0, occlusion_max=1.0)
+    url = _ledger(curate_home)
+    before_fo, before_sql = _quality_state(name, url)
+    assert set(before_fo.values()) == {None} and before_fo == before_sql
+    real_set_values = fo.Dataset.set_values
 
-    def down(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
-        raise RuntimeError("database went away")
+    def fiftyone_down(self, field_name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if field_name == "quality_rejected":
+            raise RuntimeError("FiftyOne's database went away")
+        return real_set_values(self, field_name, *args, **kwargs)
 
-    monkeypatch.setattr(session, "session_scope", down)
-    with pytest.raises(RuntimeError):
-        apply_thresholds(name, url, 0.0, 0.0)
-    monkeypatch.setattr(session, "session_scope", real_scope)
+    monkeypatch.setattr(fo.Dataset, "set_values", fiftyone_down)
+    with pytest.raises(RuntimeError, match="went away"):
+        apply_thresholds(name, url, 0.0, 0.0)  # everything with any blur or occlusion is removed
+    monkeypatch.setattr(fo.Dataset, "set_values", real_set_values)
+    after_fo, after_sql = _quality_state(name, url)
+    assert after_fo == before_fo, "FiftyOne changed although its write failed"
+    removed = {u for u, r in after_sql.items() if r}
+    assert removed, "the ledger was not written before FiftyOne"
     again = apply_thresholds(name, url, 0.0, 0.0)
-    ds = load_dataset(name, create=False)
-    in_fiftyone = sum(1 for r in ds.values("quality_rejected") if r)
-    assert len(ds) - again["curated"] == in_fiftyone > 0
-    assert sql_rows(_ledger(curate_home), "SELECT count(*) FROM samples WHERE quality_rejected IS NOT NULL")[0][0] == in_fiftyone
+    healed_fo, healed_sql = _quality_state(name, url)
+    assert healed_fo == healed_sql == after_sql and again["changed"] == 0  # the ledger already held it: nothing changed there
+    assert len(healed_fo) - again["curated"] == len(removed)
+
+    # FiftyOne ahead of SQL: FiftyOne says "kept" for everything, SQL still says "removed".
+    from curate.store.fo_store import load_dataset
+
+    load_dataset(name, create=False).set_values("quality_rejected", [[] for _ in healed_fo])
+    loose = apply_thresholds(name, url, 1.0, 1.0)
+    loose_fo, loose_sql = _quality_state(name, url)
+    assert set(loose_sql.values()) == {None} == set(loose_fo.values()) and loose["changed"] == len(removed)
 
 
 def test_cross_split_duplicates_are_flagged_and_listed(tmp_path: Path, curate_home: Path) -> None:
@@ -341,7 +371,7 @@ def test_affectnet_class_folders_with_a_non_emotion_folder_keep_those_faces_unla
 def test_a_fiftyone_dataset_left_by_another_home_is_refused_in_one_line(tmp_path: Path) -> None:
     """FiftyOne's database outlives a CURATE_HOME: `make run` with a fresh home found the old FiftyOne
     dataset "already ingested", left the new ledger empty and failed two stages later ("0 labeled samples")."""
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     built = builders.fer2013_folders(tmp_path / "fer", per_class=1)
     name = f"stale{os.getpid()}"

@@ -40,7 +40,7 @@ def _exercise_ledger(url: str) -> None:
         assert ledger.current_labels(db, ds.id) == {sid: ("happy", "dataset")}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_migrations_up_down_up(backend: str, sqlite_url: str, request: pytest.FixtureRequest) -> None:
     url = sqlite_url if backend == "sqlite" else request.getfixturevalue("postgres_url")
     if backend == "postgres":
@@ -50,7 +50,7 @@ def test_migrations_up_down_up(backend: str, sqlite_url: str, request: pytest.Fi
         session.downgrade(url, "base")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ledger_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     session.upgrade(url)

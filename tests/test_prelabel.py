@@ -224,6 +224,51 @@ def test_from_manifest_offers_every_knob_of_the_recipe_with_its_default() -> Non
     assert f"[default: {TrainConfig.label_smoothing}]" in text and f"[default: {TeacherPlan.folds}]" in text
 
 
+def test_a_tampered_teacher_is_refused_before_use_by_its_sidecar_and_by_the_ledger(tiny_dataset, tmp_path: Path) -> None:  # noqa: ANN001
+    """Weights changed after they were written (sidecar sha256) and weights swapped together with their sidecar (the
+    ledger's sha256) are both refused in one line before prelabel stores anything; the registered file works."""
+    import shutil
+
+    from curate.models.checkpoint import load_checkpoint, save_checkpoint
+    from curate.models.factory import create_model
+    from tests.helpers import run_cli
+
+    name, home, url = tiny_dataset
+    teacher = Path(_teacher(name, home, url, seed=3)["checkpoint"])
+    pristine = tmp_path / "pristine"
+    pristine.mkdir()
+    for f in (teacher, teacher.with_suffix(".json")):
+        shutil.copy2(f, pristine / f.name)
+    env = {"CURATE_HOME": str(home), "CURATE_DB_URL": url}
+    events_before = sql_rows(url, "SELECT count(*) FROM label_events WHERE source = 'model'")
+
+    def refused(expected: str, checkpoint: Path = teacher) -> None:
+        proc = run_cli("prelabel", "--dataset", name, "--device", "cpu", "--checkpoint", str(checkpoint), "--json", env=env, check=False)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0] and str(checkpoint) in lines[0], proc.stderr
+        assert sql_rows(url, "SELECT count(*) FROM label_events WHERE source = 'model'") == events_before
+
+    # A copy the ledger never saw, one byte flipped deep inside the weights: its own sidecar refuses it.
+    copy = tmp_path / "copy" / teacher.name
+    copy.parent.mkdir()
+    shutil.copy2(teacher.with_suffix(".json"), copy.with_suffix(".json"))
+    data = bytearray(teacher.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    refused("do not match the sha256", copy)
+    _, side = load_checkpoint(pristine / teacher.name)
+    from curate.models.ensemble import Ensemble
+
+    others = [create_model(side["arch"], len(side["classes"]), stem_stride=side["model_options"].get("stem_stride")) for _ in range(2)]
+    save_checkpoint(teacher, Ensemble(others), {k: v for k, v in side.items() if k != "sha256"})  # with a consistent sidecar
+    load_checkpoint(teacher)  # the sidecar alone is satisfied ...
+    refused("the ledger registered")  # ... the ledger is not
+    for f in (teacher, teacher.with_suffix(".json")):
+        shutil.copy2(pristine / f.name, f)
+    ok = run_cli("prelabel", "--dataset", name, "--device", "cpu", "--json", env=env)
+    assert ok.returncode == 0
+
+
 @pytest.mark.slow  # ~1 min: two processes train and import; CI runs it (.ci/run)
 def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_path: Path) -> None:
     """The GPU path: export a manifest, train the teacher where FiftyOne and SQL cannot even be imported,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import builders
-from tests.conftest import _free_port, ingest_unfiltered, last_json, run_cli, sql_rows, wait_for
+from tests.helpers import free_port, ingest_unfiltered, last_json, run_cli, sql_rows, wait_for
 
 _ids = itertools.count()
 
@@ -282,7 +282,7 @@ def test_bad_token_or_no_server_is_one_line_naming_the_url_and_records_nothing(t
                   check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [f"error: Label Studio at {info['url']}: checking the API token: the API token was refused (HTTP 401)"]
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     gone = run_cli("review", "pull", "--dataset", setup.name, env={**setup.env, "LABEL_STUDIO_URL": dead, "LABEL_STUDIO_API_KEY": info["token"]},
                    check=False)
     assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
@@ -347,10 +347,10 @@ def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_pat
     import json
 
     from curate.taxonomy import EMOTIONS
-    from tests.conftest import headless_chromium
+    from tests.helpers import headless_chromium
 
     chromium, sync_playwright = headless_chromium()
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     setup = _review_dataset(tmp_path)
     info = label_studio(setup.home, setup.root)
@@ -404,7 +404,7 @@ def test_the_readme_review_round_runs_verbatim(tmp_path: Path, label_studio_temp
     with only the image root bound to a generated dataset; a documented command that breaks fails here."""
     import shutil
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     readme = (REPO / "README.md").read_text()
     block = readme.split("A typical round:", 1)[1].split("```", 2)[1]
@@ -419,7 +419,16 @@ def test_the_readme_review_round_runs_verbatim(tmp_path: Path, label_studio_temp
     env = {**os.environ, **setup.env, "CURATE_DATASET": setup.name, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     outputs = []
     try:
-        for line in lines:
+        for number, line in enumerate(lines):
+            if number == 2:  # "then review at the URL": a person changes one label, as the push line's comment says
+                import json
+
+                token = json.loads((setup.home / "label-studio" / "credentials.json").read_text())["token"]
+                ls = _sdk({"url": "http://127.0.0.1:8080", "token": token})
+                first = _tasks(ls, _project(ls, setup.name))[0]
+                reviewed_uid = first.data["sample_id"]
+                new_label = _other(setup.labels[reviewed_uid], setup.model[reviewed_uid][0])
+                ls.annotations.create(id=first.id, result=_choice(new_label))
             shell = line.replace("~/data/fer2013", str(setup.root))
             proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=300)
             outputs.append(proc.stdout + proc.stderr)
@@ -427,5 +436,11 @@ def test_the_readme_review_round_runs_verbatim(tmp_path: Path, label_studio_temp
     finally:
         subprocess.run(["bash", "-c", "curate labelstudio stop"], capture_output=True, env=env, timeout=60)
     assert "Label Studio started: http://127.0.0.1:8080" in outputs[0] and "credentials.json" in outputs[0]
-    assert f"pushed {len(setup.routed)} tasks" in outputs[1]
-    assert "pending" in outputs[2] or "review" in outputs[2]
+    n = len(setup.routed)
+    assert f"pushed {n} tasks" in outputs[1]
+    # pull, then status: the one reviewed task is decided and its label changed, in the printed lines and in the ledger
+    assert f"listed {n} tasks" in outputs[2] and "1 new human labels, 1 of them changing the label" in outputs[2], outputs[2]
+    assert f"{n} review tasks: {n - 1} pending, 1 done, 0 skipped, 0 tied" in outputs[2], outputs[2]
+    human = sql_rows(setup.url, "SELECT e.label FROM label_events e JOIN samples s ON s.id = e.sample_id "
+                                "WHERE e.source = 'human' AND s.uid = :uid", uid=reviewed_uid)
+    assert human == [(new_label,)]

@@ -13,14 +13,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from tests import builders
-from tests.conftest import drop_pg_database, fresh_pg_database, missing_real_part, mongod_binary, sql_rows, start_mongod
+from tests.helpers import drop_pg_database, fresh_pg_database, missing_real_part, mongod_binary, sql_rows, start_mongod
 
 #: One machine's share of the work: ingest, a tiny teacher (two fold models), pre-labels. Fast, but every store is hit.
 _PIPELINE = (
@@ -71,8 +70,6 @@ def test_two_curate_processes_share_an_external_mongod_and_postgresql(tmp_path: 
                "FIFTYONE_DATABASE_URI": uri, "FIFTYONE_DATABASE_DIR": str(unused_local_db), "CURATE_DB_URL": ledger}
         proc = subprocess.Popen(["bash", "-c", _PIPELINE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         machines[name] = (proc, built, unused_local_db)
-    time.sleep(1.0)
-    assert all(proc.poll() is None for proc, _, _ in machines.values()), "a pipeline ended at once: they did not run side by side"
     summaries = {}
     for name, (proc, built, _) in machines.items():
         out, err = proc.communicate(timeout=900)
@@ -98,6 +95,13 @@ def test_two_curate_processes_share_an_external_mongod_and_postgresql(tmp_path: 
             assert sql_rows(ledger, "SELECT r.kind FROM model_runs r JOIN datasets d ON d.id = r.dataset_id WHERE d.name = :name "
                                     "AND r.kind = 'prelabel'", name=name) == [("prelabel",)]
             assert Path(teacher["checkpoint"]).is_relative_to(tmp_path / name / "home")
+        # Side by side, from the ledger's own clock: each machine's work spans its first dataset label event (ingest)
+        # to its last model label event (prelabel); the two spans overlap, so both wrote the shared stores at once.
+        spans = {name: sql_rows(ledger, "SELECT min(CASE WHEN e.source = 'dataset' THEN e.created_at END), "
+                                        "max(CASE WHEN e.source = 'model' THEN e.created_at END) FROM label_events e "
+                                        "JOIN samples s ON s.id = e.sample_id JOIN datasets d ON d.id = s.dataset_id "
+                                        "WHERE d.name = :name", name=name)[0] for name in machines}
+        assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values()), f"no overlap: {spans}"
         from curate.store.fo_store import fo
 
         assert not set(machines) & set(fo().list_datasets()), "a dataset reached the tests' own database, not the external one"

@@ -52,6 +52,70 @@ def test_unknown_stage_is_refused(tmp_path: Path, curate_home: Path) -> None:
     assert proc.returncode == 2 and "teleport" in proc.stderr
 
 
+def test_each_stage_prints_what_it_did_as_it_ends(tmp_path: Path, curate_home: Path) -> None:
+    """The stage's own summary lines appear when it finishes, before the next stage starts, not only at the end."""
+    builders.fer2013_folders(tmp_path / "data", per_class=1)
+    wf = _workflow(tmp_path, f"wf_lines_{tmp_path.name[-10:]}")
+    out = run_cli("run", str(wf)).stdout
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    start_quality = lines.index("2:quality: running")
+    ingest_done = next(i for i, line in enumerate(lines) if line.startswith("1:ingest: done in "))
+    assert ingest_done < start_quality
+    assert any("seen 14, ingested 14" in line for line in lines[ingest_done:start_quality]), lines
+    quality_done = next(i for i, line in enumerate(lines) if line.startswith("2:quality: done in "))
+    assert quality_done > start_quality and "samples in 'curated'" in lines[quality_done + 1], lines
+
+
+def test_run_from_a_stage_reruns_it_and_what_follows_and_resumes_what_comes_before(tmp_path: Path, curate_home: Path) -> None:
+    builders.fer2013_folders(tmp_path / "data", per_class=1)
+    wf = _workflow(tmp_path, f"wf_from_{tmp_path.name[-10:]}")
+    first = last_json(run_cli("run", str(wf), "--json"))
+    assert first["status"] == "done" and first["resumed_stages"] == []
+    again = last_json(run_cli("run", str(wf), "--from", "quality", "--json"))
+    assert again["resumed_stages"] == ["1:ingest"] and again["stages"]["2:quality"]["status"] == "done"
+    # The re-run quality stage really ran now: its summary is this run's, recorded under this run's id.
+    stages = dict(sql_rows(f"sqlite:///{curate_home / 'curate.db'}", "SELECT id, stages FROM workflow_runs"))
+    assert len(stages) == 2 and again["stages"]["2:quality"]["summary"]["samples"] == 14
+    refused = run_cli("run", str(wf), "--from", "retrain", check=False)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 2 and len(lines) == 1 and "--from 'retrain' is not a stage of this workflow" in lines[0]
+
+
+@pytest.mark.parametrize("stage_options,named", [("    blur_maxx: 0.2\n", "no option 'blur_maxx'"),
+                                                  ("    blur_max: high\n", "'high' is not a valid float")], ids=["unknown", "mistyped"])
+def test_an_unknown_or_mistyped_stage_option_is_refused_before_any_stage_runs(tmp_path: Path, curate_home: Path, stage_options: str,
+                                                                                named: str) -> None:
+    """A typo in the last stage must not surface after the first stages ran for an hour: nothing runs, nothing is written."""
+    builders.fer2013_folders(tmp_path / "data", per_class=1)
+    wf = tmp_path / "typo.yaml"
+    wf.write_text("name: typo\nstages:\n  - stage: ingest\n    kind: fer2013\n    root: data\n  - stage: quality\n" + stage_options)
+    proc = run_cli("run", str(wf), "--json", check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and named in lines[0] and "stage 2" in lines[0], proc.stderr
+    ledger = curate_home / "curate.db"
+    assert not ledger.exists() or sql_rows(f"sqlite:///{ledger}", "SELECT count(*) FROM samples") == [(0,)]
+
+
+def test_no_wait_goes_on_past_the_review_wait_and_without_it_the_run_waits(tmp_path: Path, curate_home: Path, label_studio) -> None:  # noqa: ANN001
+    """The wait for people ends the run as 'waiting' (the stages after it do not run); --no-wait records how many were
+    reviewed and goes on to the end."""
+    built = builders.fer2013_folders(tmp_path / "data", per_class=1)
+    label_studio(curate_home, built.root)  # the embedded server of this CURATE_HOME, running
+    name = f"wf_nowait_{tmp_path.name[-8:]}"
+    wf = tmp_path / "wait.yaml"
+    wf.write_text(f"name: {name}\nsettings:\n  dataset: {name}\nstages:\n  - stage: ingest\n    kind: fer2013\n    root: data\n"
+                  "  - stage: wait_review\n    min_reviewed: 1\n  - stage: quality\n")
+    waiting = last_json(run_cli("run", str(wf), "--json"))
+    assert waiting["status"] == "waiting" and "3:quality" not in waiting["stages"]
+    assert waiting["waiting"]["stage"] == "2:wait_review" and waiting["waiting"]["reviewed_since_wait"] == 0
+    went_on = last_json(run_cli("run", str(wf), "--no-wait", "--json"))
+    assert went_on["status"] == "done" and went_on["resumed_stages"] == ["1:ingest"]
+    wait = went_on["stages"]["2:wait_review"]["summary"]
+    assert wait["waited"] is False and "--no-wait: going on with 0 reviewed" in wait["note"]
+    assert went_on["stages"]["3:quality"]["summary"]["samples"] == 14
+    assert sql_rows(f"sqlite:///{curate_home / 'curate.db'}", "SELECT status FROM workflow_runs ORDER BY id") == [("waiting",), ("done",)]
+
+
 def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, ledger_db: str) -> None:
     builders.fer2013_folders(tmp_path / "data", per_class=3)
     name = f"loop_{tmp_path.name[-10:]}"

@@ -82,7 +82,9 @@ def prelabel(dataset: str, url: str, checkpoint: Path | None, batch_size: int, d
     from curate.prelabel import records
 
     preflight(engine, ray_address)
-    ckpt = checkpoint or latest_teacher(url, dataset)
+    from curate.store.sql.registry import verify_registered
+
+    ckpt = verify_registered(url, checkpoint or latest_teacher(url, dataset))
     # With Ray the actors load the model; this process only needs to know the checkpoint is intact and what it predicts.
     model, sidecar = load_checkpoint(ckpt, device="cpu") if engine == "local" else (None, verified_sidecar(ckpt))
     classes, temperature = sidecar["classes"], float(sidecar.get("temperature", 1.0))

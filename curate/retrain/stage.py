@@ -43,8 +43,9 @@ def _teacher_logits(opts: RetrainOptions, url: str, rows: list, say: Callable[[s
     from curate.models.infer import predict
     from curate.models.preprocess import Preprocess
     from curate.prelabel.stage import latest_teacher
+    from curate.store.sql.registry import verify_registered
 
-    path = opts.teacher or latest_teacher(url, opts.dataset)
+    path = verify_registered(url, opts.teacher or latest_teacher(url, opts.dataset))
     model, side = load_checkpoint(path)
     say(f"distillation: teacher {path.name} forward pass over {len(rows)} samples")
     cfg = opts.config

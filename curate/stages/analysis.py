@@ -22,12 +22,13 @@ class ErrorsStageOptions:
 def run_errors(ctx: StageContext, opts: ErrorsStageOptions) -> dict[str, Any]:
     from curate.errors.stage import analyze_errors
     from curate.exceptions import CurateError
-    from curate.store.sql.registry import resolve_checkpoint
+    from curate.store.sql.registry import resolve_checkpoint, verify_registered
 
     if opts.viz not in VIZ:
         raise CurateError(f"viz {opts.viz!r} must be one of {', '.join(VIZ)}")
     s = ctx.settings
-    checkpoint = ctx.path(resolve_checkpoint(opts.checkpoint, s.database_url, s.dataset)) if opts.checkpoint else None
+    checkpoint = (verify_registered(s.database_url, ctx.path(resolve_checkpoint(opts.checkpoint, s.database_url, s.dataset)))
+                  if opts.checkpoint else None)
     return analyze_errors(s.dataset, s.database_url, checkpoint, opts.clusters, viz_method=opts.viz if opts.viz != "none" else "pca",
                           visualize=opts.viz != "none")
 

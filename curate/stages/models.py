@@ -113,12 +113,12 @@ def run_export(ctx: StageContext, opts: ExportStageOptions) -> dict[str, Any]:
     from curate.exceptions import CurateError
     from curate.models.checkpoint import read_sidecar
     from curate.models.export import export_onnx
-    from curate.store.sql.registry import resolve_checkpoint
+    from curate.store.sql.registry import resolve_checkpoint, verify_registered
 
     if opts.format != "onnx":
         raise CurateError(f"format {opts.format!r}: only onnx is supported")
     s = ctx.settings
-    checkpoint = ctx.path(resolve_checkpoint(opts.checkpoint, s.database_url, opts.dataset or s.dataset))
+    checkpoint = verify_registered(s.database_url, ctx.path(resolve_checkpoint(opts.checkpoint, s.database_url, opts.dataset or s.dataset)))
     # Real faces whenever a dataset is known: the one named, else the one the checkpoint was trained on.
     name = opts.dataset or read_sidecar(checkpoint).get("dataset")
     rows, used = [], None
@@ -162,13 +162,13 @@ def run_compare(ctx: StageContext, opts: CompareStageOptions) -> dict[str, Any]:
     from curate.models.compare import mcnemar, per_class_recall_delta
     from curate.models.infer import predict
     from curate.models.preprocess import Preprocess
-    from curate.store.sql.registry import resolve_checkpoint
+    from curate.store.sql.registry import resolve_checkpoint, verify_registered
 
     s = ctx.settings
     a, b = (resolve_checkpoint(c, s.database_url, s.dataset) for c in (opts.checkpoint_a, opts.checkpoint_b))
     if a is None or b is None:  # 'previous' on a dataset's first retrain
         return {"dataset": s.dataset, "skipped": "no earlier retrain to compare with (this is the first)", "a": str(a), "b": str(b)}
-    a, b = ctx.path(a), ctx.path(b)
+    a, b = (verify_registered(s.database_url, ctx.path(c)) for c in (a, b))
     rows = labeled_rows(s.database_url, s.dataset, opts.split)
     if not rows:
         raise CurateError(f"dataset {s.dataset!r}: no labeled quality-passing samples in split {opts.split!r}")

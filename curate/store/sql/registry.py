@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from curate.store.sql import ledger, session
 from curate.store.sql.models import Checkpoint, ModelRun, utcnow
 
-__all__ = ["start_run", "register_checkpoint", "mark_best", "finish_run", "best_checkpoints", "resolve_checkpoint"]
+__all__ = ["start_run", "register_checkpoint", "mark_best", "finish_run", "best_checkpoints", "resolve_checkpoint", "verify_registered"]
 
 
 def start_run(url: str, dataset: str, cfg: Any, out_dir: Path, resumed: bool) -> int:
@@ -82,3 +82,19 @@ def resolve_checkpoint(value: str | Path, url: str, dataset: str) -> Path | None
     if str(value) == "best":
         raise CurateError(f"dataset {dataset!r}: no finished retrain with a best checkpoint; run `curate retrain` first")
     return None
+
+
+def verify_registered(url: str, path: Path) -> Path:
+    """``path`` if the ledger never registered it or its weights are still the ones it registered; a refusal otherwise.
+
+    The sidecar's sha256 catches a damaged or half-copied file; it cannot catch weights swapped together with their
+    sidecar. The ledger's row can: it was written when curate made (or imported) the checkpoint."""
+    from curate.exceptions import CurateError
+    from curate.files import file_sha256
+
+    with session.session_scope(url) as db:
+        expected = db.scalars(select(Checkpoint.sha256).where(Checkpoint.path == str(path.resolve()))).first()
+    if expected is not None and path.is_file() and file_sha256(path) != expected:
+        raise CurateError(f"{path}: weights differ from the sha256 the ledger registered for this file ({expected[:12]}...): replaced "
+                          "after it was registered; to use these weights on purpose, register them with `curate teacher import`")
+    return path
