@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,8 +75,12 @@ def load_workflow(path: Path) -> dict[str, Any]:
 
 def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: Callable[[str, str], None] | None = None,
                  progress: Callable[[int], None] | None = None, no_wait: bool = False, from_stage: str | None = None,
-                 say: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 say: Callable[[str], None] | None = None,
+                 on_done: Callable[[str, Any, dict[str, Any], float], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a workflow; returns {workflow, run_id, status, stages: {key: {status, summary}}}.
+
+    ``on_stage(key, state)`` hears each stage start (or be skipped); ``on_done(key, stage, summary, seconds)`` hears
+    each one that finished, as it finishes, so a person watching sees what it did without waiting for the end.
 
     A stage that needs people (``wait_review``) ends the run as ``waiting``; the next run resumes at it.
     ``from_stage`` re-runs from the first stage of that name (another review round: ``--from review_pull``).
@@ -111,6 +116,7 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
         opts = options_from_params(spec, params, f"{path}: stage {index + 1}")
         ctx = StageContext(resolve_settings(spec, opts, settings), base=base, say=say or (lambda _m: None), progress=progress,
                            no_wait=no_wait, workflow=str(path))
+        started = time.monotonic()
         try:
             summary = spec.run(ctx, opts)
         except StageWaiting as wait:
@@ -122,8 +128,10 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
         except CurateError:
             _save(settings.database_url, run_id, results, "failed")
             raise
-        results[key] = {"status": "done", "key": chain[index], "summary": summary}
+        results[key] = {"status": "done", "key": chain[index], "summary": summary, "seconds": round(time.monotonic() - started, 1)}
         _save(settings.database_url, run_id, results, "running")
+        if on_done:
+            on_done(key, spec, summary, time.monotonic() - started)
         if spec.name != "report":
             _refresh_report(ctx, say)
     _save(settings.database_url, run_id, results, "done", finished_at=utcnow())

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from types import SimpleNamespace
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -28,6 +29,20 @@ def _human(r: Reporter) -> None:
         for line in waiting_lines(s["waiting"]):
             r.say(line)
     r.say(f"report: {s['report']}   browse the faces: curate app --dataset {s.get('dataset') or s['waiting'].get('dataset')}")
+
+
+def stage_done_lines(out: Reporter, key: str, stage: Any, summary: dict[str, Any], seconds: float) -> None:
+    """A finished stage's own summary lines (the ones its command prints), indented under "KEY: done in N s"."""
+    out.say(f"{key}: done in {seconds:.0f} s")
+    if stage.human is None:
+        return
+    printed = SimpleNamespace(summary=summary, say=lambda line: out.say(f"    {line}"))
+    try:
+        stage.human(printed)
+    except (KeyError, TypeError, ValueError):  # a summary without the usual keys (a skipped compare...) still ran fine
+        out.say(f"    {', '.join(f'{k}={v}' for k, v in summary.items() if not isinstance(v, (dict, list)))}")
+    if summary.get("warning"):
+        out.say(f"    [bold]warning[/]: {summary['warning']}")
 
 
 def waiting_lines(w: dict) -> list[str]:
@@ -59,7 +74,8 @@ def run(
         settings = load_settings(workflow=workflow, cli={"home": root.get("home")})
         with out.progress(None, f"workflow {workflow.name}") as bar:
             result = run_workflow(workflow, settings, force=force, on_stage=lambda key, state: out.say(f"{key}: {state}"),
-                                  progress=bar.advance, no_wait=no_wait, from_stage=from_stage, say=out.say)
+                                  progress=bar.advance, no_wait=no_wait, from_stage=from_stage, say=out.say,
+                                  on_done=lambda key, stage, summary, seconds: stage_done_lines(out, key, stage, summary, seconds))
         out.update(**result)
         if json_ and result["status"] == "waiting":  # people need this even when a script reads the JSON
             for line in waiting_lines(result["waiting"]):
