@@ -25,6 +25,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+
 def _option_type(hint: Any) -> tuple[Any, bool]:
     """(argparse type, takes a list) for a dataclass field's hint; Optional[T] is T."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
