@@ -180,6 +180,13 @@ def test_near_chance_probabilities_flag_nothing_and_say_so_in_one_line(tmp_path:
     warnings = [l for l in proc.stderr.splitlines() if l.startswith("warning:")]
     assert len(warnings) == 1 and "close to chance" in warnings[0] and "train the teacher longer" in warnings[0]
     assert s["brain"]["method"] == "pca"  # the default visualization needs nothing beyond the install
+    # The report says errors ran and why nothing was flagged, in the models and the error sections (not "run curate errors").
+    report = last_json(run_cli("report", "--dataset", name, "--json", env=env))
+    page = Path(report["report"]).read_text()
+    clusters = page.split('<h2 id="clusters">', 1)[1]
+    assert "none yet" not in clusters and "curate errors ran: 0 label issues flagged" in clusters
+    assert page.count("too close to chance") == 3 and f"{100 * q['accuracy']:.1f} %" in clusters  # models + clusters (+ cluster note)
+    assert report["teacher_trust"]["accuracy"] == q["accuracy"]
     umap = run_cli("errors", "--dataset", name, "--viz", "umap", env=env, check=False)
     try:
         import umap as _  # noqa: F401

@@ -384,3 +384,33 @@ def test_a_fiftyone_dataset_left_by_another_home_is_refused_in_one_line(tmp_path
     assert f"FiftyOne dataset {name!r} holds {len(built.expected)} samples" in lines[0] and f"fiftyone datasets delete {name}" in lines[0]
     same_home = run_cli("ingest", "fer2013", str(built.root), "--dataset", name, "--json", env={"CURATE_HOME": str(tmp_path / "home-a")})
     assert '"already_present": %d' % len(built.expected) in same_home.stdout, "the home that made it resumes as before"
+
+
+def test_blank_frames_leave_the_working_set_as_blank_not_blur(tmp_path: Path, curate_home: Path) -> None:
+    """FER2013 ships a dozen all-black frames (and one of flat grey JPEG noise): they are removed as ``blank`` in
+    FiftyOne, SQL, the summary and the report, whatever the blur threshold, while dark but real faces stay faces."""
+    from curate.quality.apply import apply_thresholds
+    from curate.report.build import build_report
+    from curate.store.fo_store import load_dataset
+
+    root = tmp_path / "fer"
+    builders.fer2013_folders(root, per_class=1)
+    builders.write_image(root / "train" / "angry" / "Training_black.jpg", np.zeros((48, 48), np.uint8))
+    flat = np.full((48, 48), 129, np.uint8) + np.random.default_rng(0).integers(-2, 3, (48, 48)).astype(np.uint8)
+    builders.write_image(root / "train" / "neutral" / "Training_flat.jpg", flat)
+    dark = (builders.face(77) * 0.2).astype(np.uint8)  # a real face, very dark: low contrast, not blank
+    builders.write_image(root / "train" / "happy" / "Training_dark.jpg", dark)
+    name = _name("blank")
+    s = _ingest_inprocess("fer2013", root, curate_home, dataset=name, blur_max=1.0, occlusion_max=1.0)
+    assert s["quality_removed"] == {"blur": 0, "occlusion": 0, "blank": 2}
+    ds = load_dataset(name, create=False)
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in zip(*ds.values(["filepath", "quality_rejected"]))}
+    assert reasons["Training_black.jpg"] == ["blank"] and reasons["Training_flat.jpg"] == ["blank"]
+    assert reasons["Training_dark.jpg"] == [] and sum(1 for r in reasons.values() if r) == 2
+    url = _ledger(curate_home)
+    assert sorted(p for p, in sql_rows(url, "SELECT source_path FROM samples WHERE quality_rejected = 'blank'")) == \
+        ["train/angry/Training_black.jpg", "train/neutral/Training_flat.jpg"]
+    again = apply_thresholds(name, url, 1.0, 1.0)  # no threshold keeps a frame without a face
+    assert again["removed"]["blank"] == 2 and again["changed"] == 0
+    report = build_report(name, url, curate_home)
+    assert report["removed_blank"] == 2 and "Blank frames: 2 images" in Path(report["report"]).read_text()

@@ -73,7 +73,8 @@ def _build_sample(f, record: SourceRecord, info: dict[str, Any], uid: str, reaso
         "metadata": f.ImageMetadata(size_bytes=info["size_bytes"], mime_type=info["mime_type"], width=width, height=height,
                                     num_channels=info["channels"]),
         "split": record.split, "source_label": record.source_label, "sample_uid": uid, "content_hash": info["content_hash"],
-        "phash": info["phash"], "blur": info["blur"], "occlusion": info["occlusion"], "quality_rejected": reasons,
+        "phash": info["phash"], "blur": info["blur"], "occlusion": info["occlusion"], "contrast": info.get("contrast"),
+        "quality_rejected": reasons,
         "notes": list(info["notes"]) + ([record.extra["label_disagreement"]] if "label_disagreement" in record.extra else []),
     }
     if record.label is not None:
@@ -254,7 +255,8 @@ def _score_and_write(options: IngestOptions, url: str, dataset_id: int, ds: Any,
             if not outcome.ok:
                 reject(record.rel_path, outcome.reason, outcome.detail)
             else:
-                reasons = quality_reasons(outcome.info["blur"], outcome.info["occlusion"], options.blur_max, options.occlusion_max)
+                reasons = quality_reasons(outcome.info["blur"], outcome.info["occlusion"], options.blur_max, options.occlusion_max,
+                                          outcome.info.get("contrast"))
                 writer.add(record, outcome.info, reasons)
                 tally.new += 1
         if progress:
@@ -310,7 +312,7 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
         "already_present": tally.already_present,
         "rejected": dict(sorted(tally.rejected.items())),
         "rejected_report": str(report) if report else None,
-        "quality_removed": {"blur": removed.get("blur", 0), "occlusion": removed.get("occlusion", 0)},
+        "quality_removed": {"blur": removed.get("blur", 0), "occlusion": removed.get("occlusion", 0), "blank": removed.get("blank", 0)},
         "thresholds": {"blur_max": options.blur_max, "occlusion_max": options.occlusion_max},
         "no_emotion": dict(tally.no_emotion),
         "label_disagreements": tally.label_disagreements,

@@ -47,7 +47,7 @@ def init_worker(weights: str | None = None) -> None:
 
 def process_chunk(jobs: list[Job]) -> list[Outcome]:
     from curate.quality.decode import DecodeError, decode_face
-    from curate.quality.scores import score_faces
+    from curate.quality.scores import contrast, score_faces
 
     outcomes: list[Outcome] = []
     faces: list[np.ndarray] = []
@@ -64,7 +64,7 @@ def process_chunk(jobs: list[Job]) -> list[Outcome]:
         out = Outcome(job.index, True, info={
             "content_hash": d.content_hash, "width": d.width, "height": d.height, "channels": d.channels,
             "size_bytes": d.size_bytes, "mime_type": d.mime_type, "phash": f"{d.phash:016x}", "notes": d.notes,
-            "box_px": d.box_px,
+            "box_px": d.box_px, "contrast": contrast(d.face),
         })
         faces.append(d.face)
         scored.append(out)

@@ -24,7 +24,9 @@ def apply_thresholds(dataset: str, url: str, blur_max: float, occlusion_max: flo
 
     ds = fo_store.load_dataset(dataset, create=False)
     blur, occlusion, uids = ds.values(["blur", "occlusion", "sample_uid"])
-    new = [quality_reasons(b, o, blur_max, occlusion_max) for b, o in zip(blur, occlusion)]
+    # Datasets ingested before the contrast score existed have none: their blank frames stay under "blur".
+    contrasts = ds.values("contrast") if "contrast" in ds.get_field_schema() else [None] * len(uids)
+    new = [quality_reasons(b, o, blur_max, occlusion_max, c) for b, o, c in zip(blur, occlusion, contrasts)]
     changed: list[tuple[str, str | None]] = []
     with session.session_scope(url) as db:
         found = ledger.find_dataset(db, dataset)
@@ -46,7 +48,7 @@ def apply_thresholds(dataset: str, url: str, blur_max: float, occlusion_max: flo
         "blur_max": blur_max,
         "occlusion_max": occlusion_max,
         "samples": len(new),
-        "removed": {"blur": counts.get("blur", 0), "occlusion": counts.get("occlusion", 0)},
+        "removed": {"blur": counts.get("blur", 0), "occlusion": counts.get("occlusion", 0), "blank": counts.get("blank", 0)},
         "curated": sum(1 for n in new if not n),
         "changed": len(changed),
     }

@@ -1,7 +1,7 @@
 """``CURATE_HOME/reports/<dataset>/index.html``: one static page a person can open without a server.
 
 Every workflow stage rewrites it (and ``curate report`` on demand), so it always shows where the
-loop stands: class counts before and after curation, the faces removed for blur and occlusion,
+loop stands: class counts before and after curation, the faces removed for blur and occlusion (and blank frames),
 duplicate and leakage groups, review progress, each checkpoint's metrics with its confusion
 matrix, and the error clusters. Thumbnails are embedded as data URIs so the page survives being
 copied or mailed, and the file is replaced atomically (a browser never reads half a page).
@@ -26,6 +26,7 @@ def report_path(home: Path, dataset: str) -> Path:
 
 
 def build_report(dataset: str, url: str, home: Path, examples: int = 12) -> dict[str, Any]:
+    from curate.errors.trust import dataset_probability_quality
     from curate.files import atomic_write_bytes
     from curate.report import gather
     from curate.review.summary import review_status
@@ -39,17 +40,33 @@ def build_report(dataset: str, url: str, home: Path, examples: int = 12) -> dict
         counts = gather.class_counts(db, found.id)
         blur_total, blur = gather.removed_examples(db, found.id, "blur", "blur", examples)
         occ_total, occ = gather.removed_examples(db, found.id, "occlusion", "occlusion", examples)
+        blank_total, blank = gather.removed_examples(db, found.id, "blank", "blur", examples)
         models = gather.checkpoints(db, found.id)
+        current = gather.current_labels_by_uid(db, found.id)
     review = review_status(url, dataset)
+    trust = dataset_probability_quality(dataset, current)
     fo = gather.fiftyone_sections(dataset, examples)
-    for face in blur + occ:
+    for face in blur + occ + blank:
         face["path"] = fo["filepaths"].get(face.pop("uid"), "")
-    page = render(dataset, counts, (blur_total, blur), (occ_total, occ), fo, review, models)
+    page = render(dataset, counts, (blur_total, blur), (occ_total, occ), fo, review, models, (blank_total, blank), trust)
     out = report_path(home, dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, page.encode())
     return {"dataset": dataset, "report": str(out), "bytes": len(page), "checkpoints": len(models), "clusters": len(fo["clusters"]),
-            "removed_blur": blur_total, "removed_occlusion": occ_total}
+            "removed_blur": blur_total, "removed_occlusion": occ_total, "removed_blank": blank_total, "teacher_trust": trust}
+
+
+def _teacher_line(trust: dict[str, Any] | None) -> str:
+    """What the teacher's out-of-fold probabilities are worth against the current labels: what routing and label issues rest on."""
+    if not trust or trust.get("accuracy") is None:
+        return ""
+    words = (f"Teacher: out-of-fold accuracy {100 * trust['accuracy']:.1f} % on {trust['samples']} faces, against "
+             f"{100 * trust['chance']:.1f} % for always answering {html.escape(str(trust['majority_class']))} "
+             f"(lift {100 * trust['lift']:.1f} points)")
+    if trust.get("trusted"):
+        return f"<p>{words}: label issues are flagged from these probabilities.</p>"
+    return (f"<p class=warn><b>warning</b>: {words}: too close to chance, so no label issue is flagged and review routing "
+            "rests on a weak model; train the teacher longer (<code>curate teacher train --epochs N</code>).</p>")
 
 
 def _thumb(path: str, size: int = 72) -> str:
@@ -98,7 +115,8 @@ def _confusion(matrix: list[list[int]] | None, classes: list[str] | None) -> str
 
 
 def render(dataset: str, counts: dict[str, dict[str, int]], blur: tuple[int, list], occ: tuple[int, list], fo: dict[str, Any],
-           review: dict[str, Any], models: list[dict[str, Any]]) -> str:
+           review: dict[str, Any], models: list[dict[str, Any]], blank: tuple[int, list] = (0, []),
+           trust: dict[str, Any] | None = None) -> str:
     total = {k: sum(c[k] for c in counts.values()) for k in ("ingested", "curated", "current")}
     top = max([c["ingested"] for c in counts.values()] or [1]) or 1
     count_rows = "".join(
@@ -118,6 +136,15 @@ def render(dataset: str, counts: dict[str, dict[str, int]], blur: tuple[int, lis
     clusters = "".join(f"<div class=cluster><h4>cluster {c['cluster']}: {c['size']} faces, mostly {html.escape(c['dominant'])} "
                        f"({100 * c['share']:.0f} %)</h4>{_faces(c['faces'])}</div>" for c in fo["clusters"])
     now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    teacher = _teacher_line(trust)
+    if clusters:
+        cluster_part = clusters
+    elif fo["errors_ran"]:
+        cluster_part = (f"<p>curate errors ran: {fo['label_issues']} label issues flagged, no error clusters"
+                        + ("" if not trust or trust.get("trusted") else " (the teacher is too close to chance to flag any; see Models)")
+                        + ".</p>")
+    else:
+        cluster_part = "<p class=muted>none yet: run <code>curate errors</code></p>"
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>curate report: {html.escape(dataset)}</title>
 <style>
 body{{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#1f2937;padding:0 16px}}
@@ -129,18 +156,19 @@ image-rendering:pixelated;border-radius:4px;border:1px solid #d1d5db}} figcaptio
 .missing{{width:72px;height:72px;background:#fee2e2;font-size:10px;display:flex;align-items:center;justify-content:center}}
 .group{{display:inline-block;margin:0 16px 12px 0;vertical-align:top}} .leak b{{color:#b91c1c}}
 .cm td{{text-align:center;min-width:34px}} .cmbox{{display:inline-block;margin-right:24px;vertical-align:top}}
-.stat{{display:inline-block;margin-right:28px}} .stat b{{font-size:22px;display:block}} code{{background:#f3f4f6;padding:1px 4px}}
+.warn{{background:#fef3c7;padding:6px 10px;border-radius:4px}} .stat{{display:inline-block;margin-right:28px}} .stat b{{font-size:22px;display:block}} code{{background:#f3f4f6;padding:1px 4px}}
 </style></head><body>
 <h1>{html.escape(dataset)}</h1><p class=muted>curate report, written {now}; every workflow stage rewrites it.</p>
 <div><span class=stat><b>{total['ingested']}</b>faces ingested</span><span class=stat><b>{total['curated']}</b>in the curated set</span>
-<span class=stat><b>{blur[0] + occ[0]}</b>removed for quality</span><span class=stat><b>{review['done']}</b>reviewed by people</span>
+<span class=stat><b>{blur[0] + occ[0] + blank[0]}</b>removed for quality</span><span class=stat><b>{review['done']}</b>reviewed by people</span>
 <span class=stat><b>{len(models)}</b>checkpoints</span></div>
 <h2 id="classes">Faces per class</h2>
 <table><tr><th>class</th><th>ingested</th><th>curated</th><th>current label</th><th></th></tr>{count_rows}</table>
-<p class=muted>ingested: the dataset's own label; curated: after removing faces for blur and occlusion; current label: after human review.</p>
+<p class=muted>ingested: the dataset's own label; curated: after removing faces for blur and occlusion and blank frames; current label: after human review.</p>
 <h2 id="removed">Removed for quality</h2>
 <h3>Blur: {blur[0]} faces (blur &gt; threshold), blurriest first</h3>{_faces(blur[1])}
 <h3>Occlusion: {occ[0]} faces (occluded share &gt; threshold), most hidden first</h3>{_faces(occ[1])}
+<h3>Blank frames: {blank[0]} images with (nearly) one grey level, no face to score</h3>{_faces(blank[1])}
 <h2 id="duplicates">Duplicates and leakage</h2>
 <p>{dup['groups']} groups of identical or near-identical faces; <b>{dup['cross_split_groups']}</b> of them span splits
 (train/test leakage: view <code>leakage</code> in the App).</p>{dup_groups}
@@ -151,9 +179,9 @@ People changed the label in {_pct(review['human_changed_label'])} of decided tas
 <table><tr><th>label at push</th><th>pending</th><th>done</th><th>skipped</th><th>tied</th></tr>{review_rows}</table>
 <h2 id="models">Models</h2>
 <table><tr><th>kind</th><th>checkpoint</th><th>arch</th><th>created</th><th>on</th><th>accuracy</th><th>balanced</th><th>macro-F1</th>
-<th>ECE</th></tr>{model_rows}</table>{matrices or '<p class=muted>no checkpoints yet</p>'}
+<th>ECE</th></tr>{model_rows}</table>{teacher}{matrices or '<p class=muted>no checkpoints yet</p>'}
 <h2 id="clusters">Error clusters</h2>
-{clusters or '<p class=muted>none yet: run <code>curate errors</code></p>'}
+{teacher}{cluster_part}
 <p class=muted>Browse them in the FiftyOne App: <code>curate app --dataset {html.escape(dataset)}</code> (saved views
 {html.escape(', '.join(fo['views'][:6]) or 'appear after curate errors')}).</p>
 </body></html>

@@ -6,7 +6,7 @@ import collections
 from pathlib import Path
 from typing import Any
 
-__all__ = ["class_counts", "removed_examples", "checkpoints", "fiftyone_sections"]
+__all__ = ["class_counts", "removed_examples", "checkpoints", "fiftyone_sections", "current_labels_by_uid"]
 
 
 def class_counts(db: Any, dataset_id: int) -> dict[str, dict[str, int]]:
@@ -25,6 +25,17 @@ def class_counts(db: Any, dataset_id: int) -> dict[str, dict[str, int]]:
             counts[source]["curated"] += 1
             counts[current or "unlabeled"]["current"] += 1
     return {k: counts[k] for k in sorted(counts)}
+
+
+def current_labels_by_uid(db: Any, dataset_id: int) -> dict[str, str]:
+    """sample_uid -> current label (human beats dataset), the labels the teacher's out-of-fold probabilities are judged against."""
+    from sqlalchemy import select
+
+    from curate.store.sql import ledger
+    from curate.store.sql.models import Sample
+
+    uid_of = dict(db.execute(select(Sample.id, Sample.uid).where(Sample.dataset_id == dataset_id)).tuples().all())
+    return {uid_of[sid]: label for sid, (label, _) in ledger.current_labels(db, dataset_id).items() if sid in uid_of}
 
 
 def _canonical(raw: str | None) -> str:
@@ -126,5 +137,8 @@ def fiftyone_sections(dataset: str, n: int) -> dict[str, Any]:
         err.append({"cluster": c, "size": len(members), "dominant": f"{true} -> {pred}", "share": count / len(members),
                     "faces": [{"path": cols["filepath"][i], "caption": f"{cols['label.label'][i]} -> {suggested[i]}"} for i in members[:n]]})
     views = sorted(v for v in ds.list_saved_views() if v.startswith("errors-"))
+    errors_ran = "label_issue" in schema or "error_cluster" in schema  # fields `curate errors` declares
+    label_issues = ds.count_values("label_issue").get(True, 0) if "label_issue" in schema else 0
     # The media file of each sample (a csv release's faces live under CURATE_HOME/media, not at their source path).
-    return {"duplicates": dup, "clusters": err, "views": views, "filepaths": dict(zip(cols["sample_uid"], cols["filepath"]))}
+    return {"duplicates": dup, "clusters": err, "views": views, "filepaths": dict(zip(cols["sample_uid"], cols["filepath"])),
+            "errors_ran": errors_ran, "label_issues": label_issues}

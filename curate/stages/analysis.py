@@ -50,6 +50,10 @@ def _errors_human(r: Any) -> None:
     s = r.summary
     r.say(f"[bold]{s['dataset']}[/]: {s['label_issues']} likely label errors among {s['with_oof']} samples with out-of-fold "
           f"probabilities; {s['mistakes']} checkpoint mistakes on {s['checked_by_checkpoint']} val/test samples")
+    q = s.get("probability_quality") or {}
+    if q.get("accuracy") is not None and q.get("trusted"):
+        r.say(f"teacher: out-of-fold accuracy {100 * q['accuracy']:.1f} % vs {100 * q['chance']:.1f} % chance "
+              f"(lift {100 * q['lift']:.1f} points): label issues flagged")
     for c in s["clusters"]:
         r.say(f"  cluster {c['cluster']}: {c['size']:>5} samples, mostly {c['dominant']} ({100 * c['dominant_share']:.0f} %), "
               f"blur {c['mean_blur']}, occlusion {c['mean_occlusion']}  -> view '{c['view']}'")

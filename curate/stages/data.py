@@ -69,7 +69,7 @@ def _ingest_human(r: Any) -> None:
         r.say(f"  rejection list: {s['rejected_report']}")
     q = s["quality_removed"]
     r.say(f"quality: removed {q['blur']} for blur > {s['thresholds']['blur_max']}, {q['occlusion']} for occlusion > "
-          f"{s['thresholds']['occlusion_max']} (kept in the dataset, outside the 'curated' view)")
+          f"{s['thresholds']['occlusion_max']}, {q.get('blank', 0)} blank frames (kept in the dataset, outside the 'curated' view)")
     d = s["duplicates"]
     r.say(f"duplicates: {d['groups']} groups ({d['exact']} exact, {d['near']} near copies); "
           f"{d['cross_split_groups']} groups span splits ({d['cross_split_samples']} samples, view 'leakage')")
@@ -81,7 +81,7 @@ def _ingest_human(r: Any) -> None:
 def _quality_human(r: Any) -> None:
     s = r.summary
     r.say(f"[bold]{s['dataset']}[/]: blur > {s['blur_max']} removes {s['removed']['blur']}, occlusion > {s['occlusion_max']} "
-          f"removes {s['removed']['occlusion']}; {s['curated']} of {s['samples']} samples in 'curated' "
+          f"removes {s['removed']['occlusion']}, {s['removed'].get('blank', 0)} blank frames; {s['curated']} of {s['samples']} samples in 'curated' "
           f"({s['changed']} changed state)")
 
 

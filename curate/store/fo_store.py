@@ -3,7 +3,7 @@ build samples import fiftyone, and only inside functions (it takes seconds to im
 
 Saved views kept in step with the fields:
 - ``curated``: quality-passing samples (empty ``quality_rejected``): the working set
-- ``quality_rejected``: faces removed for blur/occlusion, with their reasons
+- ``quality_rejected``: faces removed for blur/occlusion (or as blank frames), with their reasons
 - ``duplicates``: every member of an exact or near duplicate group
 - ``leakage``: duplicate groups that span splits (train/test leakage)
 """
@@ -48,7 +48,7 @@ def declare_schema(ds) -> None:  # noqa: ANN001
     for name in str_fields:
         if name not in schema:
             ds.add_sample_field(name, f.StringField)
-    for name in ("blur", "occlusion", "valence", "arousal"):
+    for name in ("blur", "occlusion", "contrast", "valence", "arousal"):
         if name not in schema:
             ds.add_sample_field(name, f.FloatField)
     for name in ("quality_rejected", "notes"):
