@@ -66,6 +66,10 @@ def main(
 ) -> None:
     """Data curation and active labeling for facial expression recognition."""
     _configure_logging()
+    if home is not None:  # the embedded FiftyOne database lives under it too (curate/store/database.py)
+        import os
+
+        os.environ["CURATE_HOME"] = str(home.expanduser().resolve())
 
 
 def _configure_logging() -> None:

@@ -17,11 +17,26 @@ __all__ = ["fo", "load_dataset", "declare_schema", "existing_filepaths", "ensure
 
 
 def fo():  # noqa: ANN201 - the fiftyone module, imported on first use with quiet settings
+    """FiftyOne, connected to curate's own embedded database (curate/store/database.py) unless FIFTYONE_DATABASE_URI
+    names one: never to FiftyOne's machine-wide service, which serves whichever folder it was started on."""
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    if not os.environ.get("FIFTYONE_DATABASE_URI"):
+        from curate.store.database import ensure_database
+
+        ensure_database(_home())
     import fiftyone
 
     return fiftyone
+
+
+def _home():  # noqa: ANN202 - Path
+    """CURATE_HOME as the settings resolve it from the environment (`curate --home` sets the variable too)."""
+    from pathlib import Path
+
+    from curate.settings import Settings
+
+    return Path(os.environ["CURATE_HOME"]).expanduser() if os.environ.get("CURATE_HOME") else Settings().home
 
 
 def load_dataset(name: str, create: bool = True):  # noqa: ANN201

@@ -88,7 +88,7 @@ def _run_alembic(url: str, action: str, revision: str) -> None:
 
     cfg = _alembic_config(url)
     try:
-        with engine_for(url).begin() as connection:
+        with _sqlite_file_lock(url), engine_for(url).begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Every process upgrades an empty ledger on first use. Machines that start at once on a shared
                 # PostgreSQL would each create the tables and all but one would fail, so they queue on a lock held
@@ -101,6 +101,29 @@ def _run_alembic(url: str, action: str, revision: str) -> None:
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise DatabaseError(f"{redact_url(url)}: migration {action} to {revision} failed ({reason})") from None
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """Serialise migrations of one SQLite file between processes, as the advisory lock does on PostgreSQL.
+
+    pysqlite runs DDL outside the transaction alembic opens, so two commands that meet a fresh ledger at the same
+    moment both created the tables and one died with "table datasets already exists" (seen with two ingests started
+    together). A lock file beside the ledger makes the second wait; it then finds the schema at head."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    lock = Path(parsed.database).expanduser().with_suffix(".migrate.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def upgrade(url: str, revision: str = "head") -> str | None:
