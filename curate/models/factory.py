@@ -25,7 +25,7 @@ def default_stem_stride(arch: str, image_size: int) -> int | None:
     2-core CPU instead of 31 (bench notes), too slow to be a default; ``--stem-stride 2`` is there
     for a GPU. At larger inputs the stock stem is right for every arch.
     """
-    if image_size > 64 or arch.startswith(("resnet", "resnext", "seresnet", "wide_resnet")):
+    if image_size > 64 or arch.startswith(("resnet", "resnext", "seresnet", "wide_resnet", "fer_cnn")):  # fer_cnn: no stem to adapt
         return None
     return 1
 
@@ -72,6 +72,7 @@ def create_model(arch: str, num_classes: int, weights: str | None = None, drop_r
     """
     import timm
 
+    import curate.models.fer_cnn  # noqa: F401 - registers curate's own architectures with timm
     from curate.exceptions import CurateError
 
     if weights is None:
