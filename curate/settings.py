@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from curate.exceptions import CurateError
 from curate.secrets import Secret, redact_url, register_url
 
-__all__ = ["Settings", "load_settings", "SettingsError", "ENV_NAMES"]
+__all__ = ["Settings", "load_settings", "SettingsError", "ENV_NAMES", "check_dataset_name"]
 
 
 class SettingsError(CurateError):
@@ -127,13 +127,21 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         raise SettingsError(f"{origin}: {name}={raw!r} is not a valid {target.__name__} ({exc})") from None
 
 
-def _validate(s: Settings) -> None:
-    register_url(s.db_url)  # its password is masked in every output and log line from now on
+def check_dataset_name(name: str | None, origin: str) -> str:
+    """``name`` if it is a safe dataset name, else a one-line error naming where it came from.
+
+    Dataset names become folder names (reports, media, checkpoints): nothing that could leave CURATE_HOME
+    (``../x``, ``/abs/path``). Every entry checks it: settings, a command's ``--dataset``, a workflow stage's ``dataset:``."""
     import re
 
-    # Dataset names become folder names (reports, media, checkpoints): nothing that could leave CURATE_HOME.
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", s.dataset or "") or s.dataset in (".", ".."):
-        raise SettingsError(f"{s.origins.get('dataset', 'default')}: dataset={s.dataset!r} must be 1-100 of A-Z a-z 0-9 . _ - (not . or ..)")
+    if name is None or not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", name) or name in (".", ".."):
+        raise SettingsError(f"{origin}: dataset={name!r} must be 1-100 of A-Z a-z 0-9 . _ - (not . or ..)")
+    return name
+
+
+def _validate(s: Settings) -> None:
+    register_url(s.db_url)  # its password is masked in every output and log line from now on
+    check_dataset_name(s.dataset, s.origins.get("dataset", "default"))
     for name in ("blur_max", "occlusion_max", "review_threshold"):
         value = getattr(s, name)
         if not 0.0 <= value <= 1.0:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.helpers import last_json, run_cli
 
@@ -129,3 +132,24 @@ def test_library_info_logs_are_not_printed_twice_at_the_default_level() -> None:
     assert quiet.stderr.splitlines() == ["WARNING fiftyone.brain.x: careful"], quiet.stderr
     loud = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, env={**env, "CURATE_LOG_LEVEL": "INFO"}, timeout=60)
     assert "INFO fiftyone.brain.x: computing" in loud.stderr.splitlines()
+
+
+@pytest.mark.parametrize("bad", ["../../escape1", "/an/absolute/path", ".."])
+def test_a_dataset_name_that_could_leave_curate_home_is_refused_at_every_entry(tmp_path: Path, curate_home, bad: str) -> None:  # noqa: ANN001
+    """Names become folder names under CURATE_HOME (reports, media, checkpoints): ingest's --dataset and a workflow
+    stage's dataset: are checked like the settings are, before anything is written anywhere."""
+    from tests import builders
+
+    root = tmp_path / "faces"
+    builders.write_image(root / "happy" / "a.png", builders.face(1))
+    before = sorted(p for p in tmp_path.rglob("*"))
+    proc = run_cli("ingest", "folder", str(root), "--dataset", bad, check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and f"dataset={bad!r}" in lines[0] and "--dataset" in lines[0], proc.stderr
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(f"name: escape\nstages:\n  - stage: report\n    dataset: '{bad}'\n")
+    proc = run_cli("run", str(wf), check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and f"dataset={bad!r}" in lines[0] and "stage 1: report" in lines[0], proc.stderr
+    assert sorted(p for p in tmp_path.rglob("*") if p != wf) == before  # nothing written, inside or outside the home
+    assert not Path("/an/absolute/path").exists()

@@ -414,3 +414,21 @@ def test_blank_frames_leave_the_working_set_as_blank_not_blur(tmp_path: Path, cu
     assert again["removed"]["blank"] == 2 and again["changed"] == 0
     report = build_report(name, url, curate_home)
     assert report["removed_blank"] == 2 and "Blank frames: 2 images" in Path(report["report"]).read_text()
+
+
+def test_a_link_that_leaves_the_dataset_root_is_rejected_and_never_read(tmp_path: Path, curate_home: Path) -> None:
+    """A class folder holding ``x.png -> /elsewhere/private.png`` must not pull that file into the dataset (and from there
+    into Label Studio or the App); a link that stays inside the root is an ordinary input."""
+    root = tmp_path / "faces"
+    builders.write_image(root / "happy" / "a.png", builders.face(1))
+    private = builders.write_image(tmp_path / "elsewhere" / "private.png", builders.face(2))
+    (root / "happy" / "link_out.png").symlink_to(private)
+    (root / "sad").mkdir(parents=True)
+    (root / "sad" / "link_in.png").symlink_to(root / "happy" / "a.png")
+    name = _name("links")
+    s = _ingest_inprocess("folder", root, curate_home, dataset=name, blur_max=1.0, occlusion_max=1.0)
+    assert s["seen"] == 3 and s["ingested"] == 2 and s["rejected"] == {"outside_root": 1}
+    listed = (Path(s["rejected_report"])).read_text()
+    assert "happy/link_out.png" in listed and "outside_root" in listed and str(private) not in listed
+    paths = sql_rows(_ledger(curate_home), "SELECT source_path FROM samples ORDER BY source_path")
+    assert paths == [("happy/a.png",), ("sad/link_in.png",)]

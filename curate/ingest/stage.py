@@ -199,8 +199,14 @@ def _refuse_samples_the_ledger_never_saw(ds, url: str, dataset_id: int, name: st
                           f"stale one with `fiftyone datasets delete {name}`")
 
 
+def _inside(path: Path, roots: tuple[str, ...]) -> bool:
+    """Whether ``path``, links and ``..`` resolved, lies under one of ``roots`` (already real paths)."""
+    real = os.path.realpath(path)
+    return any(real == r or real.startswith(r + os.sep) for r in roots)
+
+
 def _score_and_write(options: IngestOptions, url: str, dataset_id: int, ds: Any, layout_name: str, items: Iterable[SourceRecord | Rejection],
-                     score: Callable, progress: Callable[[int], None] | None) -> _Tally:
+                     score: Callable, progress: Callable[[int], None] | None, media: Path | None = None) -> _Tally:
     """Feed every input not yet in ``ds`` to the scoring workers (``score``: curate.parallel.worker_pool's map) and
     write what comes back, in bounded batches; every other input is counted or listed as rejected."""
     from curate.quality.scores import quality_reasons
@@ -213,6 +219,10 @@ def _score_and_write(options: IngestOptions, url: str, dataset_id: int, ds: Any,
     tally = _Tally()
     writer = _Writer(url, dataset_id, options.dataset, ds, options.write_batch)
     claimed: set[str] = set()
+    # A file reached through a link that leaves the dataset root (happy/x.png -> ~/private.png) is not the dataset's:
+    # it is listed as rejected, never read. Faces a layout writes itself (fer2013.csv pixels) live under ``media``.
+    root = options.root.parent if options.root.is_file() else options.root
+    roots = tuple(os.path.realpath(p) for p in (root, media) if p is not None)
 
     def reject(rel_path: str, reason: str, detail: str) -> None:
         rel_path = rel_path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -225,6 +235,9 @@ def _score_and_write(options: IngestOptions, url: str, dataset_id: int, ds: Any,
             tally.seen += 1
             if isinstance(item, Rejection):
                 reject(item.rel_path, item.reason, item.detail)
+                continue
+            if not _inside(item.path, roots):
+                reject(item.rel_path, "outside_root", f"{item.rel_path} resolves outside {root} (through a link)")
                 continue
             key = str(item.path)
             try:
@@ -281,7 +294,8 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
 
     started = time.monotonic()
     preflight(options.engine, options.ray_address)  # before anything is created: a bad engine leaves no empty dataset
-    layout, items = open_source(options.kind, options.root, options.split, media=home / "media" / options.dataset)
+    media = home / "media" / options.dataset
+    layout, items = open_source(options.kind, options.root, options.split, media=media)
     session.require_schema(url)
     with session.session_scope(url) as db:
         dataset_id = ledger.get_or_create_dataset(db, options.dataset, f"{options.kind}/{layout.name}", str(options.root.absolute())).id
@@ -289,7 +303,7 @@ def ingest(options: IngestOptions, url: str, home: Path, progress: Callable[[int
     with worker_pool(QualityScorer, (options.weights,), engine=options.engine, workers=workers, ray_address=options.ray_address) as score:
         # The workers load the quality net while FiftyOne starts its database: ~3 s and ~5 s that now overlap.
         ds = fo_store.load_dataset(options.dataset)
-        tally = _score_and_write(options, url, dataset_id, ds, layout.name, items, score, progress)
+        tally = _score_and_write(options, url, dataset_id, ds, layout.name, items, score, progress, media)
     with session.session_scope(url) as db:
         ledger.record_rejections(db, dataset_id, tally.rejection_rows)
     report = _write_rejection_report(home, options.dataset, tally.rejection_rows)

@@ -35,12 +35,14 @@ class IngestStageOptions(_Thresholds):
 def run_ingest(ctx: StageContext, opts: IngestStageOptions) -> dict[str, Any]:
     from curate.exceptions import CurateError
     from curate.ingest.stage import IngestOptions, ingest
+    from curate.settings import check_dataset_name
 
     if opts.kind not in DATASETS:
         raise CurateError(f"ingest kind {opts.kind!r} is not one of {', '.join(DATASETS)}")
     s = ctx.settings
     # A name set on purpose (workflow settings, env, --dataset) wins; otherwise the dataset is named after its kind.
     name = opts.dataset or (s.dataset if s.origins.get("dataset", "default") != "default" else opts.kind)
+    check_dataset_name(name, "--dataset" if opts.dataset else "dataset")
     options = IngestOptions(kind=opts.kind, root=ctx.path(opts.root), dataset=name, split=opts.split, limit=opts.limit,
                             workers=s.worker_count, write_batch=opts.write_batch, blur_max=s.blur_max, occlusion_max=s.occlusion_max,
                             engine=opts.engine, ray_address=opts.ray_address)

@@ -77,6 +77,10 @@ def options_from_params(stage: Stage, params: dict[str, Any], where: str) -> Any
     values = {}
     for name, raw in params.items():
         values[name] = _coerce(raw, hints[name], f"{where}: {stage.name}.{name}")
+    if values.get("dataset") is not None:
+        from curate.settings import check_dataset_name
+
+        check_dataset_name(values["dataset"], f"{where}: {stage.name}")
     try:
         return stage.options(**values)
     except TypeError as exc:  # a required option left out
