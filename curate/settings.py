@@ -22,7 +22,10 @@ from typing import Any, Mapping
 from curate.exceptions import CurateError
 from curate.secrets import Secret, redact_url, register_url
 
-__all__ = ["Settings", "load_settings", "SettingsError", "ENV_NAMES", "check_dataset_name"]
+__all__ = ["Settings", "load_settings", "SettingsError", "ENV_NAMES", "WORKFLOW_FORBIDDEN", "check_dataset_name"]
+
+#: Settings a workflow file may not set: where the data goes and who is trusted with it.
+WORKFLOW_FORBIDDEN = frozenset({"home", "db_url", "label_studio_url", "label_studio_api_key"})
 
 
 class SettingsError(CurateError):
@@ -192,6 +195,12 @@ def load_settings(
             raise SettingsError(f"{workflow}: unknown setting(s) {', '.join(unknown)}")
         if "label_studio_api_key" in section:
             raise SettingsError(f"{workflow}: secrets do not belong in a workflow file; set LABEL_STUDIO_API_KEY")
+        # Where the ledger, the home and the review server are is this machine's business (environment or options): a
+        # workflow file someone hands you must not point your ledger, and the labels in it, at a server of theirs.
+        redirects = sorted(set(section) & WORKFLOW_FORBIDDEN)
+        if redirects:
+            raise SettingsError(f"{workflow}: {', '.join(redirects)} cannot be set in a workflow file (it would move where your data "
+                                f"goes); set {', '.join(ENV_NAMES[n] for n in redirects)} in the environment or pass an option")
         layers.append((f"workflow:{workflow}", section))
     layers.append(("env", {name: env[var] for name, var in ENV_NAMES.items() if var in env}))
     if cli:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from curate.exceptions import CurateError
+from curate.secrets import SECRET_ENV
 from curate.settings import Settings
 from curate.stages import STAGES
 
@@ -44,9 +45,20 @@ class WorkflowError(CurateError):
     pass
 
 
+def readable_variable(name: str) -> bool:
+    """Whether a workflow's ${NAME} may read this variable: data locations (``*_ROOT``) and curate's own settings
+    (``CURATE_*``), never a secret or anything else of the environment (a workflow file can come from anyone)."""
+    return (name.endswith("_ROOT") or name.startswith("CURATE_")) and name not in SECRET_ENV
+
+
 def _expand(value: Any) -> Any:
-    """${VAR} and ${VAR:-default} in strings, so a workflow can be pointed elsewhere from the environment."""
+    """${VAR} and ${VAR:-default} in strings, so a workflow can be pointed elsewhere from the environment
+    (only variables :func:`readable_variable` allows: the others are refused before anything runs)."""
     if isinstance(value, str):
+        for m in _VAR.finditer(value):
+            if not readable_variable(m.group(1)):
+                raise WorkflowError(f"${{{m.group(1)}}}: a workflow may read only *_ROOT and CURATE_* variables (not secrets); "
+                                    "rename the variable or write the value into the file")
         return _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
     if isinstance(value, dict):
         return {k: _expand(v) for k, v in value.items()}

@@ -100,3 +100,30 @@ def test_dataset_names_cannot_leave_curate_home(curate_home: Path) -> None:
         lines = [l for l in proc.stderr.splitlines() if l.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and "dataset=" in lines[0], proc.stderr
     assert run_cli("status", "--dataset", "fer2013_v2.clean-1", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("setting,value", [("db_url", "postgresql+psycopg://me@127.0.0.1:1/loot"), ("home", "/tmp/elsewhere"),
+                                           ("label_studio_url", "http://attacker.example:8080")])
+def test_a_workflow_file_cannot_move_where_the_data_goes(tmp_path: Path, setting: str, value: str) -> None:
+    """A workflow someone hands you must not point your ledger (and its labels) or your review server at theirs."""
+    wf = _workflow(tmp_path, f"settings:\n  {setting}: {value}\n")
+    with pytest.raises(SettingsError, match=f"{setting} cannot be set in a workflow file") as err:
+        load_settings(workflow=wf, environ={})
+    assert len(str(err.value).splitlines()) == 1 and value not in str(err.value)
+
+
+@pytest.mark.parametrize("variable", ["LABEL_STUDIO_API_KEY", "CURATE_DB_URL", "HOME", "AWS_SECRET_ACCESS_KEY"])
+def test_a_workflow_reads_only_data_roots_and_curate_variables(tmp_path: Path, curate_home: Path, variable: str) -> None:
+    from tests.helpers import run_cli
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(f"name: leak\nstages:\n  - stage: ingest\n    kind: folder\n    root: /x/${{{variable}}}\n")
+    proc = run_cli("run", str(wf), env={variable: "s3cret-value-123"}, check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and f"${{{variable}}}" in lines[0] and "s3cret-value-123" not in proc.stderr
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: ok\nstages:\n  - stage: quality\n    dataset: ${CURATE_TEST_NAME:-x}\n  - stage: ingest\n    kind: folder\n"
+                  "    root: ${FACES_ROOT:-faces}\n")
+    from curate.workflow import load_workflow
+
+    assert len(load_workflow(ok)["stages"]) == 2  # *_ROOT and CURATE_* are readable

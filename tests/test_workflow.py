@@ -16,7 +16,7 @@ def _workflow(tmp_path: Path, name: str) -> Path:
         f"name: {name}\n"
         f"settings:\n  dataset: {name}\n  blur_max: 0.3\n"
         "stages:\n"
-        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_DATA:-data}\n"
+        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_DATA_ROOT:-data}\n"
         "  - stage: quality\n"
     )
     return wf
@@ -39,7 +39,7 @@ def test_run_resume_and_force(tmp_path: Path, ledger_db: str) -> None:
 
 def test_failed_stage_is_recorded_and_reported_in_one_line(tmp_path: Path, curate_home: Path) -> None:
     wf = _workflow(tmp_path, "wf_missing")
-    proc = run_cli("run", str(wf), "--json", env={"WF_DATA": str(tmp_path / "nowhere")}, check=False)
+    proc = run_cli("run", str(wf), "--json", env={"WF_DATA_ROOT": str(tmp_path / "nowhere")}, check=False)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "nowhere" in errors[0] and proc.stderr.splitlines()[-1] == errors[0]
     assert sql_rows(f"sqlite:///{curate_home / 'curate.db'}", "SELECT status FROM workflow_runs") == [("failed",)]
@@ -150,8 +150,8 @@ def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_roo
     wf.write_text(
         f"name: {name}\nsettings:\n  dataset: {name}\n"
         "stages:\n"
-        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_DATA:-data}\n"
-        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_EXTRA:-extra}\n"
+        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_DATA_ROOT:-data}\n"
+        "  - stage: ingest\n    kind: fer2013\n    root: ${WF_EXTRA_ROOT:-extra}\n"
         "  - stage: quality\n"
     )
     failed = run_cli("run", str(wf), "--json", check=False)
@@ -159,7 +159,7 @@ def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_roo
     builders.fer2013_folders(tmp_path / "extra", per_class=1)  # the fix: the missing folder now exists
     fixed = last_json(run_cli("run", str(wf), "--json"))
     assert fixed["resumed_stages"] == ["1:ingest"] and fixed["stages"]["2:ingest"]["status"] == "done"
-    elsewhere = last_json(run_cli("run", str(wf), "--json", env={"WF_DATA": str(tmp_path / "other")}))
+    elsewhere = last_json(run_cli("run", str(wf), "--json", env={"WF_DATA_ROOT": str(tmp_path / "other")}))
     assert elsewhere["resumed_stages"] == []
     assert elsewhere["stages"]["1:ingest"]["summary"]["seen"] == 28  # the other root was really read
     assert sql_rows(ledger_db, "SELECT status FROM workflow_runs ORDER BY id") == [("failed",), ("done",), ("done",)]
