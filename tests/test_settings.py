@@ -103,7 +103,8 @@ def test_dataset_names_cannot_leave_curate_home(curate_home: Path) -> None:
 
 
 @pytest.mark.parametrize("setting,value", [("db_url", "postgresql+psycopg://me@127.0.0.1:1/loot"), ("home", "/tmp/elsewhere"),
-                                           ("label_studio_url", "http://attacker.example:8080")])
+                                           ("label_studio_url", "http://attacker.example:8080")],
+                         ids=["db_url", "home", "label_studio_url"])
 def test_a_workflow_file_cannot_move_where_the_data_goes(tmp_path: Path, setting: str, value: str) -> None:
     """A workflow someone hands you must not point your ledger (and its labels) or your review server at theirs."""
     wf = _workflow(tmp_path, f"settings:\n  {setting}: {value}\n")

@@ -200,6 +200,7 @@ def _out_of_fold(opts: TeacherOptions, plan: dict[str, Any], members: list, cfg:
 
 def _sidecar(opts: TeacherOptions, plan: dict[str, Any], cfg: RetrainConfig, members: list, cal: _Calibration, test_metrics: dict | None,
              oof: _OutOfFold, counts: dict[str, int], train_seconds: float) -> dict[str, Any]:
+    """What the teacher's checkpoint records about itself: recipe, members, calibration, OOF accuracy and its cost."""
     k = plan["members"]
     first = members[0][1]
     oof_accuracy = None

@@ -1,9 +1,9 @@
 """A stage is declared once: an options dataclass, a function and a summary printer.
 
 Both the typer command (curate/commands/stage_command.py) and the workflow YAML (curate/workflow.py)
-are derived from that declaration, so a default or a
-help text lives in one place (before, ``teacher train`` restated TrainConfig's defaults as option
-defaults and the workflow kept its own adapter per stage, and the two drifted apart silently).
+are derived from that declaration, so a default or a help text lives in one place (before, ``teacher
+train`` restated TrainConfig's defaults as option defaults and the workflow kept its own adapter per
+stage, and the two drifted apart silently).
 
 Options are plain dataclass fields. ``field(metadata=...)`` carries what the command line needs:
 
