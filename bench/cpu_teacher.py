@@ -58,7 +58,8 @@ def main() -> None:
     params = workflow_teacher()
     if args.arch and args.arch != params.get("arch"):
         params.pop("stem_stride", None)  # the workflow's stem setting belongs to its own arch
-    params.update({k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ or k == "folds" if v is not None})
+    knobs = set(TrainConfig.__dataclass_fields__) | {"folds"}
+    params.update({k: v for k, v in vars(args).items() if k in knobs and v is not None})
     folds = int(params.pop("folds", TeacherPlan.folds))
     config = TrainConfig(**{**params, "device": "cpu", "workers": default_workers("cpu")})  # as the teacher stage sets it
     train, val, _ = split_rows(rows_of(args.data, "train", args.limit, 0), 0)

@@ -38,7 +38,7 @@ def _option_type(hint: Any) -> tuple[Any, bool]:
 def _default_text(name: str, teacher: Any, student: Any) -> str:
     if name == "workers":
         return "follows the device"
-    if teacher is student or teacher == student:
+    if teacher == student:
         return str(teacher)
     return f"{teacher} for the teacher, {student} for the student"
 
