@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="Smoke run on the first N faces of each split.")
     parser.add_argument("--threads", type=int, default=None)
     for knob in ("arch", "epochs", "lr", "optimizer", "batch_size", "image_size", "weight_decay", "label_smoothing", "folds",
-                 "warmup_epochs", "ema_decay"):
+                 "warmup_epochs", "ema_decay", "random_crop"):
         parser.add_argument("--" + knob.replace("_", "-"), default=None, type=type(getattr(TrainConfig, knob, getattr(TeacherPlan, knob, ""))))
     args = parser.parse_args()
     if args.threads:

@@ -22,6 +22,8 @@ class TrainConfig:
     arch: str = option("resnet50", "Any timm architecture.")
     weights: str | None = option(None, "Local weights file or hub name (default: from scratch).")
     image_size: int = option(48, "Input size in px.", minimum=16)
+    random_crop: int = option(0, "Train on random windows of this many px inside the face (0: the whole face); "
+                                 "inference sees the centre window.", minimum=0)
     stem_stride: int | None = option(None, "Stem down-sampling 1, 2 or 4 (default: the recipe's for the arch and size).",
                                      minimum=1, maximum=4)
     epochs: int = option(10, "Epochs (per fold model for the teacher).", minimum=1)
@@ -51,7 +53,7 @@ class TrainConfig:
     def preprocess(self):  # noqa: ANN201 - curate.models.preprocess.Preprocess
         from curate.models.preprocess import Preprocess
 
-        return Preprocess(image_size=self.image_size, tta_flip=self.tta_flip)
+        return Preprocess(image_size=self.image_size, tta_flip=self.tta_flip, crop=self.random_crop)
 
     def build_model(self, num_classes: int):  # noqa: ANN201
         from curate.models.factory import create_model

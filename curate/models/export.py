@@ -39,7 +39,9 @@ def export_onnx(checkpoint: Path, out: Path | None = None, int8: bool = False, r
     from curate.models.checkpoint import load_checkpoint
 
     model, side = load_checkpoint(checkpoint)
-    size = int(side["preprocess"]["image_size"])
+    from curate.models.preprocess import Preprocess
+
+    size = Preprocess.from_dict(side["preprocess"]).input_size  # the centre window for a model trained on crops
     out = out or checkpoint.with_suffix(".onnx")
     tmp = out.with_name(f".{out.name}.tmp")
     example = torch.randn(2, 3, size, size)

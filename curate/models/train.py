@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from curate.models.config import TrainConfig
-from curate.models.infer import autocast, predict
+from curate.models.infer import autocast, predict, predict_faces
 from curate.models.manifest import Row
+from curate.models.memory import FacesInMemory
 from curate.models.metrics import classification_metrics
 from curate.models.preprocess import Preprocess, augment_batch, to_model_input
 
@@ -48,8 +49,13 @@ def _optimizer(model, cfg: TrainConfig):  # noqa: ANN001, ANN202
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def evaluate(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess, cfg: TrainConfig) -> tuple[dict, np.ndarray]:  # noqa: ANN001
-    logits, _ = predict(model, rows, classes, pp, cfg.batch_size, cfg.device, cfg.workers)
+def evaluate(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess, cfg: TrainConfig,  # noqa: ANN001
+             faces: FacesInMemory | None = None) -> tuple[dict, np.ndarray]:
+    """Metrics and logits of ``model`` on ``rows`` (read from ``faces`` when the run holds them decoded)."""
+    if faces is not None:
+        logits = predict_faces(model, faces, pp, max(cfg.batch_size, 256))
+    else:
+        logits, _ = predict(model, rows, classes, pp, cfg.batch_size, cfg.device, cfg.workers)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[r.label] for r in rows])
     return classification_metrics(y, logits.argmax(1), classes), logits
@@ -59,9 +65,10 @@ def run_epoch(model, loader, steps: int, optimizer, scheduler, criterion, device
               extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
               progress: Callable[[int], None] | None = None,
               after_step: Callable[[], None] | None = None) -> tuple[list[float], int, float]:
-    """One pass of at most ``steps`` batches: batched augmentation, AMP on CUDA, one optimizer and
-    scheduler step per batch. ``extra_loss(logits, loss, row_indices)`` may rewrite the loss (distillation);
-    ``after_step()`` runs after each optimizer step (the weight average). Returns (losses, images seen, seconds)."""
+    """One pass of at most ``steps`` batches: batched augmentation (random ``pp.crop`` px windows when set), AMP on
+    CUDA, one optimizer and scheduler step per batch. ``extra_loss(logits, loss, row_indices)`` may rewrite the
+    loss (distillation); ``after_step()`` runs after each optimizer step (the weight average).
+    Returns (losses, images seen, seconds)."""
     model.train()
     t0, losses, seen = time.perf_counter(), [], 0
     for step, (x, y, rows_idx) in enumerate(loader):
