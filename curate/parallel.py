@@ -23,6 +23,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from curate.exceptions import CurateError
+from curate.secrets import hidden_from_environ
 
 __all__ = ["ENGINES", "map_chunks", "preflight", "worker_pool"]
 
@@ -102,8 +103,9 @@ def _local_ready() -> bool:
 @contextlib.contextmanager
 def _local_pool(worker: type, init_args: tuple, workers: int) -> Iterator[cf.ProcessPoolExecutor]:
     with cf.ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_local_init, initargs=(worker, init_args)) as pool:
-        for _ in range(workers):  # the pool starts a process per task submitted while none is idle: start them all now
-            pool.submit(_local_ready)
+        with hidden_from_environ():  # workers (and a forkserver started now) keep the environment they start with
+            for _ in range(workers):  # the pool starts a process per task submitted while none is idle: start them all now
+                pool.submit(_local_ready)
         yield pool
 
 
@@ -128,18 +130,71 @@ def _ray_session(address: str | None, num_cpus: int) -> Iterator[Any]:
     if address:
         _reachable(address)
     started = False
-    if not ray.is_initialized():
-        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    with contextlib.ExitStack() as stack:
+        if not ray.is_initialized():
+            quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+            try:
+                if address:
+                    ray.init(address=address, **quiet)
+                else:
+                    stack.enter_context(_token_auth())
+                    with hidden_from_environ():  # the GCS server and raylet copy the environment, and workers copy theirs
+                        ray.init(num_cpus=num_cpus, **quiet)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise CurateError(f"Ray at {address or 'a local start'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            started = True
         try:
-            ray.init(address=address, **quiet) if address else ray.init(num_cpus=num_cpus, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise CurateError(f"Ray at {address or 'a local start'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        started = True
+            yield ray
+        finally:
+            if started:
+                ray.shutdown()
+
+
+_RAY_AUTH = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+@contextlib.contextmanager
+def _token_auth() -> Iterator[None]:
+    """Ray's token authentication for a local Ray started by curate, with a token made for this run.
+
+    Why a token rather than a loopback bind: Ray (2.60) binds its gRPC servers to every interface and turns a
+    127.0.0.1 node address into the routable one (``resolve_ip_for_localhost``), so no option keeps the ports
+    off the network. With ``RAY_AUTH_MODE=token`` every call to them must carry the token; it lives in a 0600
+    file in a 0700 folder of its own, is never in argv or the environment's values, and dies with the run."""
+    import secrets as random_source
+    import shutil
+    import tempfile
+
+    saved = {name: os.environ.get(name) for name in _RAY_AUTH}
+    folder = tempfile.mkdtemp(prefix="curate-ray-")  # mode 0700
+    token = os.path.join(folder, "auth_token")
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(random_source.token_hex(32))
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=token)
+    _reload_ray_auth()
     try:
-        yield ray
+        yield
     finally:
-        if started:
-            ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(folder, ignore_errors=True)
+        _reload_ray_auth()
+
+
+def _reload_ray_auth() -> None:
+    """Make a Ray imported earlier in this process read the authentication variables again: it caches its config and
+    the token at first use (what Ray's own ``ray get-auth-token`` and test helpers call after changing them)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # a Ray without token authentication: ray.init will fail to start and say why
+        return
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _reachable(address: str) -> None:

@@ -8,12 +8,14 @@ password part of any URL are masked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
-from typing import Iterable
+from typing import Iterable, Iterator
 
-__all__ = ["Secret", "redact", "redact_url", "register", "register_url", "url_password", "RedactingFilter", "install_log_redaction", "child_env"]
+__all__ = ["Secret", "redact", "redact_url", "register", "register_url", "url_password", "RedactingFilter", "install_log_redaction", "child_env",
+           "hidden_from_environ"]
 
 # Environment variables that carry secrets: a child process that does not need them never sees them.
 SECRET_ENV = ("LABEL_STUDIO_API_KEY", "CURATE_DB_URL", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_USER_TOKEN", "PGPASSWORD")
@@ -76,6 +78,25 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         known = set(_known)
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and v not in known}
     return {**env, **(extra or {})}
+
+
+@contextlib.contextmanager
+def hidden_from_environ() -> Iterator[None]:
+    """Take every secret-bearing variable out of ``os.environ`` while children that copy it start, then put them back.
+
+    For children curate does not spawn itself (Ray's GCS server and raylet, a process pool's workers), where
+    :func:`child_env` cannot be passed: they copy this process's environment when they start, and keep it."""
+    import os
+
+    with _lock:
+        known = set(_known)
+    saved = {k: v for k, v in os.environ.items() if k in SECRET_ENV or v in known}
+    for name in saved:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def url_password(url: str) -> str | None:

@@ -217,4 +217,18 @@ def load_settings(
 
     settings = Settings(**values, origins=types.MappingProxyType(origins))
     _validate(settings)
+    _make_private(settings.home)
     return settings
+
+
+def _make_private(home: Path) -> None:
+    """CURATE_HOME holds the ledger, Label Studio's credentials and database, reports and media: only its owner may
+    enter it (0700). A home made before this rule, or by hand, is tightened here; a new one is made 0700 by its first
+    writer (the SQLite ledger, curate/store/sql/session.py), so a command refused at its options creates nothing.
+    A home someone else owns is left as it is."""
+    try:
+        st = home.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(home, 0o700)
+    except OSError:
+        pass

@@ -130,7 +130,7 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
                            no_wait=no_wait, workflow=str(path))
         started = time.monotonic()
         try:
-            summary = spec.run(ctx, opts)
+            summary = spec.execute(ctx, opts)
         except StageWaiting as wait:
             results[key] = {"status": "waiting", "key": chain[index], "summary": wait.summary}
             _save(settings.database_url, run_id, results, "waiting")
@@ -210,6 +210,20 @@ def _chain_keys(settings: dict[str, Any], stages: list[tuple[str, dict[str, Any]
     return keys
 
 
+def _redacted(value: Any) -> Any:
+    """A stage summary with every secret masked (a password inside LABEL_STUDIO_URL, a registered token) before it is
+    stored: workflow_runs rows are read by whoever can read the ledger, and outlive the run."""
+    from curate.secrets import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def _save(url: str, run_id: int, stages: dict[str, Any], status: str, finished_at: Any = None) -> None:
     from curate.store.sql import session
     from curate.store.sql.models import WorkflowRun
@@ -217,6 +231,6 @@ def _save(url: str, run_id: int, stages: dict[str, Any], status: str, finished_a
     with session.session_scope(url) as db:
         run = db.get(WorkflowRun, run_id)
         assert run is not None
-        run.stages, run.status = dict(stages), status
+        run.stages, run.status = _redacted(dict(stages)), status
         if finished_at is not None:
             run.finished_at = finished_at

@@ -19,7 +19,10 @@ def test_db_commands_json(curate_home) -> None:  # noqa: ANN001
     assert (curate_home / "curate.db").is_file()
     now = last_json(run_cli("db", "current", "--json"))
     assert now["up_to_date"] is True and now["revision"] == now["head"] == up["revision"]
-    down = last_json(run_cli("db", "downgrade", "base", "--json"))
+    unconfirmed = run_cli("db", "downgrade", "base", check=False)
+    assert unconfirmed.returncode == 2 and len(unconfirmed.stderr.strip().splitlines()) == 1 and "--yes" in unconfirmed.stderr
+    assert last_json(run_cli("db", "current", "--json"))["revision"] == now["head"], "a downgrade without --yes changed the schema"
+    down = last_json(run_cli("db", "downgrade", "base", "--yes", "--json"))
     assert down["revision"] is None and down["previous"] == now["head"]
 
 
@@ -153,3 +156,18 @@ def test_a_dataset_name_that_could_leave_curate_home_is_refused_at_every_entry(t
     assert proc.returncode == 2 and len(lines) == 1 and f"dataset={bad!r}" in lines[0] and "stage 1: report" in lines[0], proc.stderr
     assert sorted(p for p in tmp_path.rglob("*") if p != wf) == before  # nothing written, inside or outside the home
     assert not Path("/an/absolute/path").exists()
+
+
+def test_curate_home_and_its_ledger_are_private_to_their_owner(curate_home) -> None:  # noqa: ANN001
+    """Issue 31: CURATE_HOME holds the ledger and Label Studio's credentials; 0755 let every local user read them."""
+    import os
+    import stat
+
+    curate_home.mkdir(mode=0o755)
+    os.chmod(curate_home, 0o755)  # as a home made before this rule (or by hand) is
+    run_cli("db", "upgrade")
+    assert stat.S_IMODE(curate_home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((curate_home / "curate.db").stat().st_mode) == 0o600
+    fresh = curate_home / "nested" / "home"
+    run_cli("db", "upgrade", env={"CURATE_HOME": str(fresh)})
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700 and stat.S_IMODE((fresh / "curate.db").stat().st_mode) == 0o600

@@ -102,3 +102,48 @@ def test_a_kill_9_during_a_ray_ingest_resumes_with_nothing_lost_or_duplicated(tm
     assert len(paths) == len(set(paths)) == total
     assert sql_rows(url, "SELECT count(*), count(DISTINCT uid) FROM samples") == [(total, total)]
     assert sql_rows(url, "SELECT count(*) FROM label_events") == [(total,)]
+
+
+class _EnvironmentReader:
+    """A pool worker that reports what its process can read of curate's secrets (module level: Ray imports it)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def run(self, _: int) -> dict[str, str | None]:
+        return {name: os.environ.get(name) for name in self.names}
+
+
+@pytest.mark.slow  # ~45 s (a Ray start, then an unauthenticated client that Ray refuses after its connect timeout)
+def test_a_local_ray_demands_its_run_token_and_none_of_its_processes_holds_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 31: Ray 2.60 binds its gRPC ports on every interface (no option narrows it), so the local Ray curate starts
+    must refuse a client without the run's token, and neither its daemons nor its workers may hold curate's secrets."""
+    _require_ray()
+    import sys
+
+    import ray
+
+    from curate.parallel import worker_pool
+
+    secrets = {"LABEL_STUDIO_API_KEY": "ls-token-4f9a1c", "CURATE_DB_URL": "postgresql://curate:pw-77d2e1@127.0.0.1/db"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    with worker_pool(_EnvironmentReader, (tuple(secrets),), engine="ray", workers=1) as mapper:
+        seen = [result for _, result in mapper([0, 1], lambda chunk: chunk)]
+        assert seen == [dict.fromkeys(secrets)] * 2, f"a Ray worker read curate's secrets: {seen}"
+        node = ray._private.worker._global_node
+        daemons = [info.process.pid for infos in node.all_processes.values() for info in infos if info.process is not None]
+        assert daemons, "no Ray daemon processes found to inspect"
+        for pid in daemons:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            leaked = [name for name, value in secrets.items() if value.encode() in environ]
+            assert not leaked, f"Ray process {pid} holds {leaked} in its environment"
+            assert b"RAY_AUTH_MODE=token" in environ, f"Ray process {pid} runs without token authentication"
+        intruder_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k not in secrets}
+        intruder = subprocess.run(
+            [sys.executable, "-c", "import logging, sys, ray; ray.init(address=sys.argv[1], logging_level=logging.ERROR); print('JOINED')",
+             node.gcs_address], env=intruder_env, cwd="/", capture_output=True, text=True, timeout=180)
+        assert "JOINED" not in intruder.stdout and intruder.returncode != 0, "a client without the run's token joined the cluster"
+    assert not ray.is_initialized()
+    assert all(os.environ.get(name) == value for name, value in secrets.items()), "the secrets were not put back in this process"
+    assert "RAY_AUTH_TOKEN_PATH" not in os.environ

@@ -101,6 +101,30 @@ def test_label_events_are_append_only(ledger_url: str) -> None:
         with pytest.raises(DBAPIError, match="append-only"):
             with session.session_scope(ledger_url) as db:
                 db.execute(text(statement))
+    # Issue 31: the statements that slip past row triggers. SQLite's REPLACE deletes the old row without firing
+    # DELETE triggers; PostgreSQL's TRUNCATE fires no row triggers at all.
+    with session.session_scope(ledger_url) as db:
+        before = db.execute(text("SELECT id, label, source, actor FROM label_events")).all()
+    if ledger_url.startswith("sqlite"):
+        replace_key = ("INSERT OR REPLACE INTO label_events (sample_id, label, source, actor, dedup_key, created_at) "
+                       "SELECT sample_id, 'happy', 'human', 'mallory', dedup_key, created_at FROM label_events")
+        with session.session_scope(ledger_url) as db:  # skipped: the recorded event stays as it was
+            db.execute(text(replace_key))
+        replace_id = ("INSERT OR REPLACE INTO label_events (id, sample_id, label, source, actor, dedup_key, created_at) "
+                      "SELECT id, sample_id, 'happy', 'human', 'mallory', 'other-key', created_at FROM label_events")
+        with pytest.raises(DBAPIError, match="append-only"):
+            with session.session_scope(ledger_url) as db:
+                db.execute(text(replace_id))
+    else:
+        with pytest.raises(DBAPIError, match="append-only"):
+            with session.session_scope(ledger_url) as db:
+                db.execute(text("TRUNCATE label_events CASCADE"))
+    with session.session_scope(ledger_url) as db:
+        assert db.execute(text("SELECT id, label, source, actor FROM label_events")).all() == before
+        ledger.append_label_events(db, [{"sample_id": sid, "label": "sad", "source": "dataset", "actor": "a", "dedup_key": "k"},
+                                        {"sample_id": sid, "label": "fear", "source": "human", "actor": "b", "dedup_key": "k2"}])
+        assert [r[1] for r in db.execute(text("SELECT id, label FROM label_events ORDER BY id"))] == ["sad", "fear"], \
+            "curate's own idempotent append broke"
 
 
 def test_review_task_state_is_constrained(ledger_url: str) -> None:

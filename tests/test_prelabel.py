@@ -269,6 +269,36 @@ def test_a_tampered_teacher_is_refused_before_use_by_its_sidecar_and_by_the_ledg
     assert ok.returncode == 0
 
 
+def test_out_of_fold_probabilities_changed_after_training_are_refused_on_import(tiny_dataset, tmp_path: Path) -> None:  # noqa: ANN001
+    """Issue 31: the .oof.npz beside a teacher steers routing and cleanlab; its sha256 rides in the teacher's sidecar,
+    so a swapped or damaged file is refused in one line and stores nothing."""
+    import io
+    import shutil
+
+    from tests.helpers import last_json, run_cli
+
+    name, home, url = tiny_dataset
+    teacher = Path(_teacher(name, home, url, seed=5)["checkpoint"])
+    oof_file = teacher.with_suffix(".oof.npz")
+    env = {"CURATE_HOME": str(home), "CURATE_DB_URL": url}
+    copy = tmp_path / "copy" / teacher.name
+    copy.parent.mkdir()
+    for f in (teacher, teacher.with_suffix(".json"), oof_file):
+        shutil.copy2(f, copy.parent / f.name)
+    with np.load(oof_file) as data:
+        uids, probs, folds = data["uids"], data["probs"], data["folds"]
+    steered = np.roll(probs, 1, axis=1)  # the same shapes, every face's probabilities moved to another class
+    buf = io.BytesIO()
+    np.savez_compressed(buf, uids=uids, probs=steered, folds=folds)
+    for damaged, expected in ((buf.getvalue(), "changed after training"), (b"not a zip", "changed after training")):
+        copy.with_suffix(".oof.npz").write_bytes(damaged)
+        proc = run_cli("teacher", "import", str(copy), "--dataset", name, env=env, check=False)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0] and "oof.npz" in lines[0], proc.stderr
+    shutil.copy2(oof_file, copy.with_suffix(".oof.npz"))
+    assert last_json(run_cli("teacher", "import", str(copy), "--dataset", name, "--json", env=env))["oof_samples_stored"] == len(uids)
+
+
 @pytest.mark.slow  # ~1 min: two processes train and import; CI runs it (.ci/run)
 def test_manifest_round_trip_export_train_without_stores_import_prelabel(tmp_path: Path) -> None:
     """The GPU path: export a manifest, train the teacher where FiftyOne and SQL cannot even be imported,

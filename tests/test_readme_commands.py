@@ -145,7 +145,7 @@ def test_every_documented_command_runs_with_its_defaults(tmp_path: Path, curate_
         report = run("curate report")
         assert Path(report["report"]).is_file() and report["checkpoints"] >= 2
         run_app("curate app")
-        assert run("curate db downgrade")["revision"] != summaries["curate db current"]["revision"]
+        assert run("curate db downgrade --yes")["revision"] != summaries["curate db current"]["revision"]
         run("curate db upgrade")
     finally:
         subprocess.run(["bash", "-c", "curate labelstudio stop"], capture_output=True, env=env, timeout=60)

@@ -314,10 +314,16 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
     # The window a kill can hit: a task the server confirmed but the ledger never recorded.
     recorded = {u for (u,) in sql_rows(setup.url, "SELECT s.uid FROM review_tasks t JOIN samples s ON s.id = t.sample_id")}
     orphan = sorted(setup.routed - on_server)[0]
-    ls.projects.import_tasks(id=project, request=[{"data": {"image": "/data/local-files/?d=x.png", "sample_id": orphan, "reason": "low_confidence"}}])
+    # Its data is the server's, editable by anyone with the project's token: over-long or foreign values must not
+    # reach the ledger (on PostgreSQL a 300-character label broke every later pull).
+    ls.projects.import_tasks(id=project, request=[{"data": {"image": "/data/local-files/?d=x.png", "sample_id": orphan, "reason": "r" * 500,
+                                                            "dataset_label": "x" * 300, "model_label": "not-an-emotion"}}])
 
     resumed = last_json(run_cli("review", "push", "--dataset", setup.name, "--json", env=setup.env))
     assert resumed["adopted_from_interrupted_push"] == len(on_server - recorded) + 1
+    adopted = sql_rows(setup.url, "SELECT t.reason, r.label_at_push, r.model_label FROM review_tasks t JOIN samples s ON s.id = t.sample_id "
+                                  "LEFT JOIN review_results r ON r.review_task_id = t.id WHERE s.uid = :u", u=orphan)
+    assert adopted == [("adopted", None, None)], adopted
     tasks = _tasks(ls, project)
     assert sorted(t.data["sample_id"] for t in tasks) == sorted(setup.routed), "nothing lost, nothing twice"
     assert sql_rows(setup.url, "SELECT COUNT(*), COUNT(DISTINCT sample_id), COUNT(DISTINCT ls_task_id) FROM review_tasks") == [(len(tasks),) * 3]

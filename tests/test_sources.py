@@ -112,3 +112,65 @@ def test_detection_failure_names_layouts_tried_and_what_was_found(tmp_path: Path
     assert "\n" not in message
     with pytest.raises(SourceError, match="does not exist"):
         open_source("fer2013", tmp_path / "nope")
+
+
+def _append_oversized_csv_row(csv_path: Path, width: int) -> None:
+    """A row whose first field is over the csv module's 128 KiB field limit (a truncated or binary-pasted file)."""
+    with open(csv_path, "a", newline="") as fh:
+        fh.write('"' + "x" * (200 * 1024) + '"' + ",0" * (width - 1) + "\n")
+
+
+def _oversize(path: Path) -> None:
+    """Make ``path`` a sparse file of 65 MiB, over the 64 MiB curate reads whole (no disk used)."""
+    with open(path, "wb") as fh:
+        fh.truncate(65 << 20)
+
+
+@pytest.mark.parametrize("fault", ["bad_yaml", "yaml_list", "csv_field_original", "csv_field_labels", "csv_field_fer",
+                                   "huge_npy", "huge_raf_list", "huge_yolo_label"])
+def test_an_unreadable_annotation_file_is_a_rejection_naming_it_not_a_crash(tmp_path: Path, fault: str) -> None:
+    """Issue 31: parse errors and oversized annotation files become rejections with their reason; what was read
+    before the fault is kept, and nothing is read whole past the size cap."""
+    kind, builder = {"bad_yaml": ("affectnet", builders.affectnet_yolo), "yaml_list": ("affectnet", builders.affectnet_yolo),
+                     "csv_field_original": ("affectnet", builders.affectnet_original),
+                     "csv_field_labels": ("affectnet", builders.affectnet_class_folders), "csv_field_fer": ("fer2013", builders.fer2013_csv),
+                     "huge_npy": ("affectnet", builders.affectnet_npy), "huge_raf_list": ("rafdb", builders.rafdb),
+                     "huge_yolo_label": ("affectnet", builders.affectnet_yolo)}[fault]
+    built = builder(tmp_path / "ds")
+    root = built.root
+    if fault == "bad_yaml":
+        (root / "data.yaml").write_text("names: [anger, happy\ntrain: {{\n")
+        broken = ("data.yaml", "malformed_annotation_file")
+    elif fault == "yaml_list":
+        (root / "data.yaml").write_text("- just\n- a list\n")
+        broken = ("data.yaml", "malformed_annotation_file")
+    elif fault == "csv_field_original":
+        _append_oversized_csv_row(root / "training.csv", 9)
+        broken = ("training.csv", "malformed_annotation_file")
+    elif fault == "csv_field_labels":
+        _append_oversized_csv_row(root / "labels.csv", 3)
+        broken = ("labels.csv", "malformed_annotation_file")
+    elif fault == "csv_field_fer":
+        _append_oversized_csv_row(root / "fer2013.csv", 3)
+        broken = ("fer2013.csv", "malformed_annotation_file")
+    elif fault == "huge_npy":
+        exp = sorted(root.glob("*/annotations/*_exp.npy"))[0]
+        _oversize(exp)
+        image = next(p for p in (exp.parent.parent / "images").iterdir() if p.stem == exp.name.removesuffix("_exp.npy"))
+        broken = (image.relative_to(root).as_posix(), "malformed_annotation")
+    elif fault == "huge_raf_list":
+        listing = root / "EmoLabel" / "list_patition_label.txt"
+        _oversize(listing)
+        broken = ("EmoLabel/list_patition_label.txt", "malformed_annotation_file")
+    else:
+        label = sorted(root.glob("*/labels/f*.txt"))[0]
+        _oversize(label)
+        image = next(p for p in (label.parent.parent / "images").iterdir() if p.stem == label.stem)
+        broken = (image.relative_to(root).as_posix(), "malformed_annotation")
+    source = root / "fer2013.csv" if kind == "fer2013" else root
+    _, records, rejections = _read(kind, source, media=tmp_path / "media")
+    assert broken[0] in rejections and rejections[broken[0]].reason == broken[1], {p: r.reason for p, r in rejections.items()}
+    assert rejections[broken[0]].detail, "the rejection must say why"
+    if fault.startswith("csv_field") or fault.startswith("huge_npy") or fault == "huge_yolo_label":
+        # Only the faulty part is lost: the rows before a broken csv row, and every other image, are still read.
+        assert len(records) >= len(built.expected) - 1 and records

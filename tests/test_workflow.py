@@ -304,3 +304,23 @@ def _look_at_the_report(report: Path) -> None:
     assert len(images) >= 10 and all(ok and w > 0 and h > 0 for ok, w, h in images), images
     assert matrices >= 2, "a confusion matrix per checkpoint (teacher and the retrain's best)"
     assert removed[:2] and all(n >= 3 for n in removed[:2]), "thumbnails of faces removed for blur and for occlusion"
+
+
+def test_a_password_in_a_stage_summary_is_masked_before_workflow_runs_stores_it(sqlite_url: str) -> None:
+    """Issue 31: the labelstudio stage's summary carries LABEL_STUDIO_URL, which may hold a password; workflow_runs
+    rows are readable by anyone who can read the ledger and outlive the run."""
+    from curate import workflow
+    from curate.store.sql import session
+    from curate.store.sql.models import WorkflowRun
+
+    session.upgrade(sqlite_url)
+    with session.session_scope(sqlite_url) as db:
+        run = WorkflowRun(workflow="w", path="/w.yaml", config_hash="k", status="running", stages={})
+        db.add(run)
+        db.flush()
+        run_id = run.id
+    summary = {"url": "http://admin:hunter2-pw@ls.example:8080", "nested": [{"db": "postgresql://u:pg-pw-9@h/db"}], "n": 3}
+    workflow._save(sqlite_url, run_id, {"5:labelstudio": {"status": "done", "summary": summary}}, "running")
+    stored = str(sql_rows(sqlite_url, "SELECT stages FROM workflow_runs WHERE id = :i", i=run_id))
+    assert "hunter2-pw" not in stored and "pg-pw-9" not in stored, stored
+    assert "ls.example:8080" in stored and '"n": 3' in stored  # the rest of the summary is kept as it was

@@ -33,14 +33,20 @@ def upgrade(
 def downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision ('-1' = one step, 'base' = empty).")] = "-1",
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: a downgrade drops the tables and columns it rolls back, "
+                                                     "with the ledger rows in them.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Roll migrations back to REVISION (default: one step)."""
+    """Roll migrations back to REVISION (default: one step). Asks for --yes: it can drop ledger history."""
+    from curate.exceptions import CurateError
     from curate.store.sql import session
 
     with reporter(json_, lambda r: r.say(f"database {r.summary['database']} at revision {r.summary['revision']}")) as out:
         settings = settings_from(ctx)
         before = session.current_revision(settings.database_url)
+        if not yes and before is not None:
+            raise CurateError(f"downgrading {redact_url(settings.database_url)} from {before} to {revision} drops what those migrations "
+                              f"added, ledger rows included; back it up, then re-run with --yes")
         after = session.downgrade(settings.database_url, revision)
         out.update(database=redact_url(settings.database_url), previous=before, revision=after)
 

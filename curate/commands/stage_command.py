@@ -61,9 +61,9 @@ def typer_command(stage: Stage, fixed: dict[str, Any] | None = None, doc: str | 
             settings = settings_from(ctx, **settings_over)
             if stage.progress:
                 with rep.progress(None, stage.progress) as bar:
-                    rep.update(**stage.run(StageContext(settings, say=rep.say, progress=bar.advance), opts))
+                    rep.update(**stage.execute(StageContext(settings, say=rep.say, progress=bar.advance), opts))
             else:
-                rep.update(**stage.run(StageContext(settings, say=rep.say), opts))
+                rep.update(**stage.execute(StageContext(settings, say=rep.say), opts))
             if rep.summary.get("warning"):
                 rep.say(f"warning: {rep.summary['warning']}")
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -225,6 +227,7 @@ def fit_teacher(opts: TeacherOptions, train: list[Row], val: list[Row], test: li
                 say: Callable[[str], None] = lambda _: None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train (or resume) the teacher from plain rows, calibrate it, compute OOF probabilities and save
     ``teacher.safetensors`` (+ ``.oof.npz``) in its run folder."""
+    from curate.files import atomic_write_bytes
     from curate.models.checkpoint import load_checkpoint, save_checkpoint
     from curate.models.ensemble import Ensemble
 
@@ -236,7 +239,7 @@ def fit_teacher(opts: TeacherOptions, train: list[Row], val: list[Row], test: li
     cfg.device, cfg.workers = opts.config.device, opts.config.workers
     k = plan["members"]
     say(f"training teacher {cfg.arch} on {len(train)} faces (val {len(val)}, test {len(test)}): {k} model(s), "
-        f"{cfg.epochs} epochs at {cfg.image_size} px -> {run_dir}")
+        f"{cfg.epochs} epochs at {cfg.image_size} px" + (f" (random {cfg.random_crop} px windows)" if cfg.random_crop else "") + f" -> {run_dir}")
     # compute: members, calibration, held-out metrics, out-of-fold probabilities
     t_train = time.monotonic()
     members = [load_checkpoint(p) for p in _train_members(run_dir, plan, cfg, train, val, say, progress)]
@@ -247,11 +250,14 @@ def fit_teacher(opts: TeacherOptions, train: list[Row], val: list[Row], test: li
     oof = _out_of_fold(opts, plan, members, cfg, train, [*val, *test], held_logits)
     counts = {"train": len(train), "val": len(val), "test": len(test)}
     sidecar = _sidecar(opts, plan, cfg, members, cal, test_metrics, oof, counts, train_seconds)
-    # write: the teacher and its out-of-fold probabilities
+    # write: the out-of-fold probabilities, then the teacher, whose sidecar carries their sha256 (checked on import)
     out = run_dir / "teacher.safetensors"
-    digest = save_checkpoint(out, model, sidecar)
     if oof.probs is not None:
-        np.savez_compressed(out.with_suffix(".oof.npz"), uids=np.array([r.uid for r in oof.rows]), probs=oof.probs, folds=oof.folds)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, uids=np.array([r.uid for r in oof.rows]), probs=oof.probs, folds=oof.folds)
+        atomic_write_bytes(out.with_suffix(".oof.npz"), buf.getvalue())
+        sidecar["oof"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    digest = save_checkpoint(out, model, sidecar)
     return {
         "checkpoint": str(out), "run_dir": str(run_dir), "sha256": digest, "arch": cfg.arch, "members": k, "counts": counts,
         "best_epoch": sidecar["best_epoch"], "val_metrics": {k_: v for k_, v in cal.val_metrics.items() if k_ != "confusion_matrix"},

@@ -15,7 +15,7 @@ import numpy as np
 from curate.exceptions import CurateError
 from curate.models.teacher import TeacherOptions
 
-__all__ = ["import_teacher", "train_teacher"]
+__all__ = ["import_teacher", "read_oof", "train_teacher"]
 
 
 def import_teacher(checkpoint: Path, dataset: str, url: str, label_snapshot_id: int | None = None) -> dict[str, Any]:
@@ -37,10 +37,32 @@ def import_teacher(checkpoint: Path, dataset: str, url: str, label_snapshot_id: 
     stored = 0
     oof = checkpoint.with_suffix(".oof.npz")
     if oof.is_file():
-        data = np.load(oof)
-        stored = records.store_oof(dataset, data["uids"].tolist(), data["probs"], data["folds"])
+        uids, probs, folds = read_oof(oof, (side.get("oof") or {}).get("sha256"), len(side["classes"]))
+        stored = records.store_oof(dataset, uids, probs, folds)
     return {"dataset": dataset, "checkpoint": str(checkpoint), "sha256": digest, "model_run_id": run_id, "registered_before": not created,
             "oof_samples_stored": stored}
+
+
+def read_oof(path: Path, sha256: str | None, classes: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A teacher's out-of-fold probabilities, refused in one line when they changed after training (the sha256 its
+    sidecar records; teachers from before it was recorded have none) or do not have the teacher's shape.
+
+    They decide which faces people review and which labels cleanlab flags, so a swapped file would steer review."""
+    import zipfile
+
+    from curate.files import file_sha256
+
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise CurateError(f"{path}: does not match the sha256 its teacher's sidecar records; it changed after training")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            uids, probs, folds = data["uids"], data["probs"], data["folds"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise CurateError(f"{path}: not out-of-fold probabilities ({' '.join(str(exc).split())[:160]})") from None
+    if (uids.ndim != 1 or uids.dtype.kind not in "US" or probs.ndim != 2 or probs.shape != (len(uids), classes) or folds.shape != (len(uids),)
+            or not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1):
+        raise CurateError(f"{path}: expected uids (N), probs (N, {classes}) in [0, 1] and folds (N); got {uids.shape}, {probs.shape}, {folds.shape}")
+    return uids.tolist(), probs, folds
 
 
 def train_teacher(opts: TeacherOptions, url: str, home: Path, say: Callable[[str], None] = lambda _: None,

@@ -79,9 +79,30 @@ def adopt_orphans(server_tasks: Iterable[Any], db, dataset_id: int, project: int
         if task.id in known_ids or uid not in ids:
             continue
         prediction = (task.predictions or [None])[0]
-        orphans.append(PushedTask(uid, task.id, data.get("reason") or "adopted", None, data.get("dataset_label") or None,
-                                  data.get("model_label") or None, getattr(prediction, "score", None)))
+        orphans.append(PushedTask(uid, task.id, _adopted_reason(data.get("reason")), None, _emotion_or_none(data.get("dataset_label")),
+                                  _emotion_or_none(data.get("model_label")), _probability_or_none(getattr(prediction, "score", None))))
     return record_pushed(db, dataset_id, project, orphans)
+
+
+# What adoption accepts from a task's data: the server's copy is not the ledger's to trust (anyone with the project's
+# token can edit it), and one over-long value would break every later pull on PostgreSQL's String(50) columns.
+_PUSH_REASONS = {"low_confidence", "label_issue", "low_confidence+label_issue", "label_issue+low_confidence"}
+
+
+def _adopted_reason(value: Any) -> str:
+    return value if isinstance(value, str) and value in _PUSH_REASONS else "adopted"
+
+
+def _emotion_or_none(value: Any) -> str | None:
+    from curate.taxonomy import EMOTIONS
+
+    return value if isinstance(value, str) and value in EMOTIONS else None
+
+
+def _probability_or_none(value: Any) -> float | None:
+    import math
+
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1 else None
 
 
 def open_inside(path: Path, roots: list[Path]):  # noqa: ANN201

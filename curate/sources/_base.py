@@ -24,7 +24,14 @@ __all__ = [
     "iter_files",
     "split_name",
     "rel",
+    "CsvRows",
+    "read_small_text",
+    "MAX_ANNOTATION_BYTES",
 ]
+
+#: The largest annotation file read whole (data.yaml, a RAF-DB list, a YOLO label file, a .npy value). The
+#: real ones are far smaller (RAF-DB's list: 0.4 MB); a larger one is refused, not read into memory.
+MAX_ANNOTATION_BYTES = 64 << 20
 
 #: Folder names that mean a split, in the spellings the re-packs use.
 SPLIT_NAMES = {
@@ -110,3 +117,33 @@ def outside(path: Path, root: Path) -> bool:
 def split_name(name: str) -> str | None:
     return SPLIT_NAMES.get(name.strip().lower())
 
+
+
+def read_small_text(path: Path, limit: int = MAX_ANNOTATION_BYTES) -> str:
+    """A whole annotation file as text, refused with ``ValueError`` (its size and the limit) when it is over ``limit``."""
+    size = path.stat().st_size
+    if size > limit:
+        raise ValueError(f"{size} bytes, over the {limit}-byte limit for an annotation file")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+class CsvRows:
+    """The rows of a ``csv.reader``/``DictReader``; a ``csv.Error`` (a field over the csv module's 128 KiB limit, a NUL
+    byte) ends the iteration and is kept in ``error`` ("line N: why") for the caller to report as a rejection,
+    instead of escaping as a traceback halfway through an ingest."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader, self.error = reader, None
+
+    def __iter__(self) -> Iterator[Any]:
+        import csv
+
+        while True:
+            try:
+                row = next(self.reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                self.error = f"line {self.reader.line_num}: {exc}"
+                return
+            yield row

@@ -14,12 +14,15 @@ from typing import Iterator
 
 from curate import taxonomy as tx
 from curate.sources._base import (
+    MAX_ANNOTATION_BYTES,
+    CsvRows,
     Item,
     Layout,
     Rejection,
     SourceRecord,
     iter_files,
     outside,
+    read_small_text,
     rel,
     split_name,
 )
@@ -62,13 +65,15 @@ def _read_original(root: Path, split: str, media: Path | None = None) -> Iterato
             continue
         csv_path = csvs[csv_name]
         with open(csv_path, newline="", encoding="utf-8", errors="replace") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
+            reader = CsvRows(csv.reader(fh))
+            rows = iter(reader)
+            header = next(rows, None)
             if header is None or not set(_CSV_COLUMNS) <= {h.strip() for h in header}:
-                yield Rejection(rel(csv_path, root), "malformed_annotation_file", f"missing columns {sorted(set(_CSV_COLUMNS) - set(header or []))}")
+                detail = reader.error or f"missing columns {sorted(set(_CSV_COLUMNS) - set(header or []))}"
+                yield Rejection(rel(csv_path, root), "malformed_annotation_file", detail)
                 continue
             col = {h.strip(): i for i, h in enumerate(header)}
-            for line_no, row in enumerate(reader, start=2):
+            for line_no, row in enumerate(rows, start=2):
                 where = f"{rel(csv_path, root)}:{line_no}"
                 if not row or not any(c.strip() for c in row):
                     continue
@@ -109,6 +114,8 @@ def _read_original(root: Path, split: str, media: Path | None = None) -> Iterato
                     valence=None if valence is not None and valence < -1.5 else valence,  # -2 = uncertain/no-face
                     arousal=None if arousal is not None and arousal < -1.5 else arousal,
                 )
+            if reader.error:
+                yield Rejection(rel(csv_path, root), "malformed_annotation_file", f"{reader.error}; the rows after it were not read")
     if split == "all":
         for path in iter_files(images):
             if rel(path, images) not in annotated:
@@ -125,10 +132,17 @@ def _detect_npy(root: Path) -> bool:
     return bool(_npy_splits(root))
 
 
-def _load_scalar(path: Path) -> str:
+def _load_array(path: Path):  # noqa: ANN202 - numpy array
+    """A small annotation array; memory-mapped, so even an oversized file is not read to take one value."""
     import numpy as np
 
-    value = np.load(path, allow_pickle=False)
+    if path.stat().st_size > MAX_ANNOTATION_BYTES:
+        raise ValueError(f"{path.stat().st_size} bytes, over the {MAX_ANNOTATION_BYTES}-byte limit for an annotation file")
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _load_scalar(path: Path) -> str:
+    value = _load_array(path)
     return str(value.reshape(-1)[0]) if value.size else ""
 
 
@@ -167,7 +181,7 @@ def _read_npy(root: Path, split: str, media: Path | None = None) -> Iterator[Ite
             lnd = ann / f"{stem}_lnd.npy"
             if lnd.is_file():
                 try:
-                    flat = np.load(lnd, allow_pickle=False).astype(float).reshape(-1)
+                    flat = np.asarray(_load_array(lnd), dtype=float).reshape(-1)
                     marks = list(zip(flat[0::2].tolist(), flat[1::2].tolist())) if flat.size == 136 else None
                 except (ValueError, OSError, EOFError):
                     marks = None
@@ -198,14 +212,17 @@ def _detect_class_folders(root: Path) -> bool:
     return bool(_class_split_dirs(root)) and not (root / "data.yaml").is_file()
 
 
-def _labels_csv(root: Path, split_dir: Path) -> dict[str, tuple[str, str]]:
-    """relative path inside split_dir -> (csv label, raw text) from labels.csv, wherever it sits."""
+def _labels_csv(root: Path, split_dir: Path) -> tuple[dict[str, tuple[str, str]], list[Rejection]]:
+    """relative path inside split_dir -> (csv label, raw text) from labels.csv, wherever it sits; and a rejection
+    for a labels.csv that could not be read to its end."""
     table: dict[str, tuple[str, str]] = {}
+    broken: list[Rejection] = []
     for csv_path in (root / "labels.csv", split_dir / "labels.csv"):
         if not csv_path.is_file():
             continue
         with open(csv_path, newline="", encoding="utf-8", errors="replace") as fh:
-            for row in csv.DictReader(fh):
+            reader = CsvRows(csv.DictReader(fh))
+            for row in reader:
                 pth, label = (row.get("pth") or "").strip(), (row.get("label") or "").strip()
                 if not pth or not label:
                     continue
@@ -216,15 +233,20 @@ def _labels_csv(root: Path, split_dir: Path) -> dict[str, tuple[str, str]]:
                 elif csv_path.parent == root and "/" in pth and split_name(pth.split("/", 1)[0]):
                     continue  # a row of another split
                 table[pth] = (label, label)
-    return table
+            if reader.error:
+                broken.append(Rejection(rel(csv_path, root), "malformed_annotation_file", f"{reader.error}; the rows after it were not read"))
+    return table, broken
 
 
 def _read_class_folders(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
+    reported: set[str] = set()
     for dir_name, split_dir in _class_split_dirs(root).items():
         split_key = split_name(dir_name)
         if split not in ("all", split_key):
             continue
-        overrides = _labels_csv(root, split_dir)
+        overrides, broken = _labels_csv(root, split_dir)
+        yield from (b for b in broken if b.rel_path not in reported)  # the root's labels.csv is read once per split
+        reported.update(b.rel_path for b in broken)
         for path in iter_files(split_dir):
             if path.name == "labels.csv":
                 continue
@@ -258,7 +280,14 @@ def _detect_yolo(root: Path) -> bool:
 def _read_yolo(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
     import yaml
 
-    spec = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8")) or {}
+    try:
+        spec = yaml.safe_load(read_small_text(root / "data.yaml")) or {}
+    except (yaml.YAMLError, ValueError, OSError) as exc:
+        yield Rejection("data.yaml", "malformed_annotation_file", " ".join(str(exc).split())[:300])
+        return
+    if not isinstance(spec, dict):
+        yield Rejection("data.yaml", "malformed_annotation_file", f"expected a mapping (names, train, val, test), got {type(spec).__name__}")
+        return
     names = spec.get("names") or []
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
@@ -285,7 +314,11 @@ def _read_yolo(root: Path, split: str, media: Path | None = None) -> Iterator[It
             if not label_file.is_file():
                 yield Rejection(rel_path, "missing_annotation", f"{rel(label_file, root)} not found")
                 continue
-            lines = [ln.split() for ln in label_file.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+            try:
+                lines = [ln.split() for ln in read_small_text(label_file).splitlines() if ln.strip()]
+            except (ValueError, OSError) as exc:
+                yield Rejection(rel_path, "malformed_annotation", f"{rel(label_file, root)}: {exc}")
+                continue
             try:
                 cls, cx, cy, w, h = int(lines[0][0]), *map(float, lines[0][1:5])
             except (IndexError, ValueError):

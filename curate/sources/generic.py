@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
+import threading
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from curate import taxonomy as tx
-from curate.sources._base import Item, Layout, Rejection, SourceRecord, iter_files, outside, rel, split_name
+from curate.sources._base import (
+    CsvRows,
+    Item,
+    Layout,
+    Rejection,
+    SourceRecord,
+    iter_files,
+    outside,
+    read_small_text,
+    rel,
+    split_name,
+)
 
 __all__ = ["LAYOUTS"]
 
@@ -61,7 +74,9 @@ def _write_png_atomic(path: Path, pixels: np.ndarray) -> None:
     import cv2
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # A temp name of this process and thread: two ingests of one csv never write one temp file. No fsync (unlike
+    # curate.files.atomic_write_bytes): these PNGs are re-made from the csv, and 35,887 fsyncs would slow ingest.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     ok, buf = cv2.imencode(".png", pixels)
     tmp.write_bytes(buf.tobytes())
     tmp.replace(path)
@@ -73,10 +88,16 @@ def _read_fer_csv(root: Path, split: str, media: Path | None = None) -> Iterator
     assert csv_path is not None
     media = media or csv_path.parent / "fer2013-images"
     with open(csv_path, newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"emotion", "pixels"} <= set(reader.fieldnames):
-            yield Rejection(csv_path.name, "malformed_annotation_file", f"columns {reader.fieldnames} lack emotion/pixels")
+        dict_reader = csv.DictReader(fh)
+        try:
+            fieldnames = dict_reader.fieldnames
+        except csv.Error as exc:
+            yield Rejection(csv_path.name, "malformed_annotation_file", f"line 1: {exc}")
             return
+        if not fieldnames or not {"emotion", "pixels"} <= set(fieldnames):
+            yield Rejection(csv_path.name, "malformed_annotation_file", f"columns {fieldnames} lack emotion/pixels")
+            return
+        reader = CsvRows(dict_reader)
         for line_no, row in enumerate(reader, start=2):
             where = f"{csv_path.name}:{line_no}"
             usage = (row.get("Usage") or "Training").strip()
@@ -109,6 +130,8 @@ def _read_fer_csv(root: Path, split: str, media: Path | None = None) -> Iterator
                 _write_png_atomic(png, pixels)
             yield SourceRecord(path=png, rel_path=f"{usage}/{png.name}", split=split_key, label=label,
                                source_label=str(row["emotion"]).strip(), extra={"usage": usage, "csv_row": line_no})
+        if reader.error:
+            yield Rejection(csv_path.name, "malformed_annotation_file", f"{reader.error}; the rows after it were not read")
 
 
 def _detect_fer_folders(root: Path) -> bool:
@@ -171,7 +194,12 @@ def _read_rafdb(root: Path, split: str, media: Path | None = None) -> Iterator[I
     base = listing.parent.parent
     aligned, original = base / "Image" / "aligned", base / "Image" / "original"
     listed: set[str] = set()
-    for line_no, line in enumerate(listing.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    try:
+        text = read_small_text(listing)
+    except (ValueError, OSError) as exc:
+        yield Rejection(rel(listing, root), "malformed_annotation_file", str(exc))
+        return
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{rel(listing, root)}:{line_no}"

@@ -70,7 +70,7 @@ def _report_human(r: Any) -> None:
 
 ERRORS = Stage("errors", "errors", ErrorsStageOptions, run_errors,
                "Label issues (cleanlab), checkpoint mistakes, error clusters as saved views, embedding visualization.",
-               _errors_human)
+               _errors_human, writes=True)
 REPORT = Stage("report", "report", ReportStageOptions, run_report,
                "Write the dataset's HTML report (counts, removed faces, duplicates, review, models, error clusters); print its path.",
                _report_human)

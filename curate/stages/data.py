@@ -35,14 +35,10 @@ class IngestStageOptions(_Thresholds):
 def run_ingest(ctx: StageContext, opts: IngestStageOptions) -> dict[str, Any]:
     from curate.exceptions import CurateError
     from curate.ingest.stage import IngestOptions, ingest
-    from curate.settings import check_dataset_name
-
     if opts.kind not in DATASETS:
         raise CurateError(f"ingest kind {opts.kind!r} is not one of {', '.join(DATASETS)}")
     s = ctx.settings
-    # A name set on purpose (workflow settings, env, --dataset) wins; otherwise the dataset is named after its kind.
-    name = opts.dataset or (s.dataset if s.origins.get("dataset", "default") != "default" else opts.kind)
-    check_dataset_name(name, "--dataset" if opts.dataset else "dataset")
+    name = ingest_dataset(ctx, opts)
     options = IngestOptions(kind=opts.kind, root=ctx.path(opts.root), dataset=name, split=opts.split, limit=opts.limit,
                             workers=s.worker_count, write_batch=opts.write_batch, blur_max=s.blur_max, occlusion_max=s.occlusion_max,
                             engine=opts.engine, ray_address=opts.ray_address)
@@ -87,9 +83,19 @@ def _quality_human(r: Any) -> None:
           f"({s['changed']} changed state)")
 
 
+def ingest_dataset(ctx: StageContext, opts: IngestStageOptions) -> str:
+    """The dataset an ingest writes: a name set on purpose (workflow settings, env, --dataset) wins, else its kind's."""
+    from curate.settings import check_dataset_name
+
+    s = ctx.settings
+    name = opts.dataset or (s.dataset if s.origins.get("dataset", "default") != "default" else opts.kind)
+    check_dataset_name(name, "--dataset" if opts.dataset else "dataset")
+    return name
+
+
 INGEST = Stage("ingest", "ingest KIND", IngestStageOptions, run_ingest,
                "Load a dataset into FiftyOne and the ledger; score blur/occlusion; find duplicates.",
-               _ingest_human, "ingest")
+               _ingest_human, "ingest", writes=True, dataset_of=ingest_dataset)
 QUALITY = Stage("quality", "quality", QualityStageOptions, run_quality,
                 "Re-apply quality thresholds (settings < workflow < env < these options) to a dataset.",
-                _quality_human)
+                _quality_human, writes=True)

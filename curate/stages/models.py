@@ -237,13 +237,13 @@ def _compare_human(r: Any) -> None:
 
 TEACHER = Stage("teacher", "teacher train", TeacherStageOptions, run_teacher,
                 "Train the teacher on quality-passing labeled samples (current labels from the ledger); resumable.",
-                _teacher_human, "teacher")
+                _teacher_human, "teacher", writes=True)
 PRELABEL = Stage("prelabel", "prelabel", PrelabelStageOptions, run_prelabel,
                  "Store prelabel (label, calibrated confidence, logits) and embeddings for every quality-passing sample.",
-                 _prelabel_human, "prelabel")
+                 _prelabel_human, "prelabel", writes=True)
 RETRAIN = Stage("retrain", "retrain", RetrainStageOptions, run_retrain,
                 "Train balanced checkpoints on quality-passing samples; the best by validation macro-F1 is kept.",
-                _retrain_human)
+                _retrain_human, writes=True)
 EXPORT = Stage("export", "export", ExportStageOptions, run_export,
                "Export CHECKPOINT to ONNX, check it against torch (max abs diff), optionally quantize to INT8.",
                _export_human)

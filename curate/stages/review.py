@@ -174,9 +174,9 @@ LABELSTUDIO = Stage("labelstudio", "labelstudio serve", LabelStudioStageOptions,
                     "Install (first use), start and wait for Label Studio on 127.0.0.1; print the URL and how to log in.", _serve_human)
 REVIEW_PUSH = Stage("review_push", "review push", PushStageOptions, run_push,
                     "Create review tasks for uncertain samples and likely label errors, with the model's guess pre-selected.",
-                    _push_human, "push")
+                    _push_human, "push", writes=True)
 REVIEW_PULL = Stage("review_pull", "review pull", PullStageOptions, run_pull,
                     "Record completed reviews as human label events and mirror them into FiftyOne (safe to repeat).",
-                    _pull_human)
+                    _pull_human, writes=True)
 WAIT_REVIEW = Stage("wait_review", "review wait", WaitStageOptions, run_wait,
                     "Pull what people reviewed; go on once enough was, else record the run as waiting.", _wait_human)

@@ -59,6 +59,20 @@ class Stage:
     help: str
     human: Callable[[Any], None] | None = None
     progress: str | None = None  # label of a progress bar, when the stage reports progress
+    # A stage that writes a dataset runs under its (dataset, stage) writer lock (curate/store/sql/writer_lock.py);
+    # ``dataset_of`` names the dataset when it is not simply the resolved ``settings.dataset``.
+    writes: bool = False
+    dataset_of: Callable[[StageContext, Any], str] | None = None
+
+    def execute(self, ctx: StageContext, opts: Any) -> dict[str, Any]:
+        """``run``, under the writer lock when the stage writes: the one way the CLI and workflows start a stage."""
+        if not self.writes:
+            return self.run(ctx, opts)
+        from curate.store.sql.writer_lock import writer_lock
+
+        dataset = self.dataset_of(ctx, opts) if self.dataset_of else resolve_settings(self, opts, ctx.settings).dataset
+        with writer_lock(ctx.settings.database_url, dataset, self.name):
+            return self.run(ctx, opts)
 
 
 def option_fields(cls: type) -> list[dataclasses.Field]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -54,7 +55,10 @@ def engine_for(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            ledger = Path(parsed.database).expanduser()
+            ledger.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the leaf (CURATE_HOME) only: parents keep the umask
+            with contextlib.suppress(FileExistsError):  # a new ledger is its owner's alone (SQLite would make it 0644)
+                os.close(os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
