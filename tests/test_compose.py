@@ -74,3 +74,32 @@ def test_ray_cluster_runs_the_curate_image_and_the_worker_points_at_its_head() -
     assert "--head" in services["ray-head"]["command"] and "--address=ray-head:6379" in services["ray-worker"]["command"]
     assert services["curate"]["environment"]["RAY_ADDRESS"] == "ray-head:6379"
     assert "'.[ray]'" in (REPO / "Dockerfile").read_text()
+
+
+def test_an_unchanged_env_example_cannot_start_the_stack() -> None:
+    """Issue 31: `change-me` values passed the `${VAR:?}` check, so a copied .env.example gave everyone's credentials.
+    Empty values fail it: compose refuses to start until each secret is set."""
+    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
+    secrets = {name for name in example if re.search(r"(PASSWORD|API_KEY)$", name)}
+    assert secrets >= {"POSTGRES_PASSWORD", "LABEL_STUDIO_DB_PASSWORD", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_API_KEY"}
+    assert all(example[name].strip() == "" for name in secrets), {n: example[n] for n in secrets if example[n].strip()}
+    for name in secrets:  # every use of a secret is the refusing form
+        uses = re.findall(r"\$\{" + name + r"(:?[?-]?)", RAW)
+        assert uses and all(u == ":?" for u in uses), (name, uses)
+
+
+def test_each_service_gets_only_the_secrets_it_uses() -> None:
+    services = COMPOSE["services"]
+    secret = re.compile(r"(PASSWORD|API_KEY|USER_TOKEN|DB_URL)")
+
+    def secrets_of(name: str) -> set[str]:
+        env = services[name].get("environment") or {}
+        return {v for v in re.findall(r"\$\{([A-Z_]+)", " ".join(map(str, env.values()))) if secret.search(v)} | \
+            {k for k in env if k == "CURATE_DB_URL"}
+
+    assert secrets_of("fiftyone-app") == set() and secrets_of("ray-head") == set() and secrets_of("ray-worker") == set()
+    assert secrets_of("label-studio") == {"LABEL_STUDIO_DB_PASSWORD", "LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_API_KEY"} - \
+        {"LABEL_STUDIO_USERNAME"}
+    assert services["label-studio"]["environment"]["POSTGRE_USER"] == "labelstudio"  # not the ledger's role
+    init = (REPO / "db" / "compose-init" / "10-labelstudio-db.sh").read_text()
+    assert "CREATE ROLE labelstudio" in init and "OWNER labelstudio" in init and "POSTGRES_PASSWORD" not in init

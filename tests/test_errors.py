@@ -99,6 +99,7 @@ def _app_serves_the_error_view_and_stops_on_ctrl_c(name: str, home: Path, view_s
     try:
         out = read_app_banner(proc, timeout=90)
         assert f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise" in out, out
+        assert "serves any file you can read" in out, "the App's exposure must be said when it starts (issue 31)"
         url = f"http://127.0.0.1:{port}/datasets/{name}?view=errors-fear-as-surprise"
         with urllib.request.urlopen(url, timeout=30) as resp:
             assert resp.status == 200 and b"<html" in resp.read(2000).lower()

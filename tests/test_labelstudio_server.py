@@ -63,17 +63,21 @@ def test_busy_port_is_refused_in_one_line(tmp_path: Path, curate_home: Path) -> 
 
 
 def test_serve_refuses_roots_that_expose_more_than_images(tmp_path: Path, curate_home: Path) -> None:
-    fake_home = tmp_path / "user"
-    fake_home.mkdir()
+    fake_home = tmp_path / "home" / "user"
+    fake_home.mkdir(parents=True)
+    served_home = tmp_path / "srv" / "curate"  # a CURATE_HOME outside $HOME, in a folder someone might pass
+    served_home.mkdir(parents=True)
     port = str(free_port())
     missing = run_cli("labelstudio", "serve", "--port", port, check=False)
     assert missing.returncode == 2 and "--data-root" in missing.stderr  # no silent default to the current folder
-    for root, why in (("/", "every file under it"), (str(fake_home), "every file under it"), (str(curate_home.parent), "contains CURATE_HOME")):
-        curate_home.mkdir(parents=True, exist_ok=True)
-        proc = run_cli("labelstudio", "serve", "--port", port, "--data-root", root, check=False, env={"HOME": str(fake_home)})
+    for root, why in (("/", "every file under it"), (str(fake_home), "every file under it"),
+                      (str(fake_home.parent), "every file under it"),  # above $HOME: every user's home (issue 31)
+                      (str(served_home.parent), "contains CURATE_HOME")):
+        proc = run_cli("labelstudio", "serve", "--port", port, "--data-root", root, check=False,
+                       env={"HOME": str(fake_home), "CURATE_HOME": str(served_home)})
         lines = [l for l in proc.stderr.splitlines() if l.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and why in lines[0], proc.stderr
-    assert not (curate_home / "label-studio" / "server.json").exists()
+    assert not (served_home / "label-studio" / "server.json").exists()
 
 
 def test_stop_never_signals_a_stale_pid_that_is_not_label_studio(curate_home: Path) -> None:

@@ -87,7 +87,8 @@ def app(
             out.say(f"FiftyOne App: {base}" + (f"?view={quote(view)}" if view else ""))
             for name in sorted(v for v in views if v.startswith("errors-") or v in ("label_issues", "mistakes", "leakage", "curated")):
                 out.say(f"  {name:<32} {base}?view={quote(name)}")
-            out.say("Ctrl-C to stop")
+            out.say("note: the App has no login and serves any file you can read to whoever reaches this port "
+                    "(on 127.0.0.1: every local user); Ctrl-C to stop")
             proc.wait()
         except KeyboardInterrupt:
             pass

@@ -77,13 +77,14 @@ def private_root(p: ServerPaths) -> Path:
 def check_data_root(data_root: Path, home: Path) -> Path:
     """The folder Label Studio may serve files from: refuse roots that would expose far more than images.
 
-    ``/`` and ``$HOME`` hold everything a user owns; a root containing CURATE_HOME would let any
-    Label Studio user add a storage over curate's own credentials and ledger."""
+    ``/``, ``$HOME`` and any folder above ``$HOME`` (``/home`` holds every user's) hold everything a user owns;
+    a root containing CURATE_HOME would let any Label Studio user add a storage over curate's own credentials
+    and ledger."""
     root = data_root.expanduser().resolve()
     if not root.is_dir():
         raise CurateError(f"{data_root}: image root does not exist")
     curate_home = home.expanduser().resolve()
-    if root == Path("/") or root == Path.home().resolve():
+    if root == Path("/") or Path.home().resolve().is_relative_to(root):
         raise CurateError(f"{data_root}: refusing to serve {root} (every file under it would be reachable); pass the folder that holds the images")
     if curate_home == root or curate_home.is_relative_to(root):
         raise CurateError(f"{data_root}: refusing to serve a folder that contains CURATE_HOME ({curate_home}: credentials and ledger)")
