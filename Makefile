@@ -1,6 +1,8 @@
 # The two commands a new user needs:  `make run` (the main job)  and  `make test`.
 VENV ?= .venv
-WORKFLOW ?= workflows/fer2013.yaml
+# auto: the full recipe (workflows/fer2013-full.yaml) where a CUDA GPU is, else the CPU one (workflows/fer2013.yaml);
+# the first line of `make run` says which. WORKFLOW=path/to.yaml runs that one.
+WORKFLOW ?= auto
 
 .PHONY: setup run test test-all bench
 

@@ -324,3 +324,22 @@ def test_a_password_in_a_stage_summary_is_masked_before_workflow_runs_stores_it(
     stored = str(sql_rows(sqlite_url, "SELECT stages FROM workflow_runs WHERE id = :i", i=run_id))
     assert "hunter2-pw" not in stored and "pg-pw-9" not in stored, stored
     assert "ls.example:8080" in stored and '"n": 3' in stored  # the rest of the summary is kept as it was
+
+
+def test_run_auto_says_first_which_recipe_it_picked_and_runs_it(tmp_path: Path, curate_home: Path) -> None:
+    """Issue 28: `make run` is `curate run auto`: the CPU recipe on a machine without CUDA (this one), the full recipe where
+    a GPU is, and its first line says which and how to run the other."""
+    import torch
+
+    builders.fer2013_folders(tmp_path / "data", per_class=1)
+    (tmp_path / "workflows").mkdir()
+    (_workflow(tmp_path, "auto_cpu")).rename(tmp_path / "workflows" / "fer2013.yaml")
+    proc = run_cli("run", "auto", "--json", cwd=tmp_path, env={"WF_DATA_ROOT": str(tmp_path / "data")})
+    first = next(line for line in (proc.stderr + proc.stdout).splitlines() if line.strip())
+    summary = last_json(proc)
+    if torch.cuda.is_available():  # pragma: no cover - the CPU CI machine has none
+        assert first.startswith("recipe: a CUDA GPU is here") and summary["recipe"] == "workflows/fer2013-full.yaml"
+        return
+    assert first.startswith("recipe: no CUDA GPU here, so the CPU recipe: workflows/fer2013.yaml"), first
+    assert "make run WORKFLOW=workflows/fer2013-full.yaml" in first
+    assert summary["recipe"] == "workflows/fer2013.yaml" and summary["workflow"] == "auto_cpu" and summary["status"] == "done"

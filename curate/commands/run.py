@@ -56,9 +56,25 @@ def waiting_lines(w: dict) -> list[str]:
     return lines
 
 
+CPU_WORKFLOW, GPU_WORKFLOW = Path("workflows/fer2013.yaml"), Path("workflows/fer2013-full.yaml")
+
+
+def auto_workflow() -> tuple[Path, str]:
+    """What `curate run auto` (and so `make run`) runs: the full recipe where a CUDA GPU is, the CPU recipe
+    elsewhere (issue 28), and the line that says which and why, printed first."""
+    import torch
+
+    if torch.cuda.is_available():
+        return GPU_WORKFLOW, (f"recipe: a CUDA GPU is here ({torch.cuda.get_device_name(0)}), so the full recipe: {GPU_WORKFLOW} "
+                              f"(ResNet-50 teacher as fold models, MobileNetV2 student); the CPU one is `make run WORKFLOW={CPU_WORKFLOW}`")
+    return CPU_WORKFLOW, (f"recipe: no CUDA GPU here, so the CPU recipe: {CPU_WORKFLOW} (fer_cnn teacher, about 25 min to the review wait "
+                          f"on 2 cores); the full recipe (ResNet-50 teacher, hours on a CPU) is `make run WORKFLOW={GPU_WORKFLOW}`")
+
+
 def run(
     ctx: typer.Context,
-    workflow: Annotated[Path, typer.Argument(help="Workflow YAML (see workflows/).")],
+    workflow: Annotated[Path, typer.Argument(help="Workflow YAML (see workflows/); 'auto' picks workflows/fer2013-full.yaml where a "
+                                                  "CUDA GPU is, else workflows/fer2013.yaml, and says which.")],
     force: Annotated[bool, typer.Option("--force", help="Re-run stages that finished in an earlier run.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not stop for human review: continue with what is reviewed so far.")] = False,
     from_stage: Annotated[Optional[str], typer.Option("--from", help="Re-run from the first stage of this name (e.g. review_pull for "
@@ -70,6 +86,10 @@ def run(
         from curate.settings import load_settings
         from curate.workflow import run_workflow
 
+        if str(workflow) == "auto" and not workflow.exists():
+            workflow, why = auto_workflow()
+            out.say(why)
+            out.update(recipe=str(workflow))
         root = ctx.find_root().params
         settings = load_settings(workflow=workflow, cli={"home": root.get("home")})
         with out.progress(None, f"workflow {workflow.name}") as bar:
