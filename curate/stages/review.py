@@ -177,6 +177,6 @@ REVIEW_PUSH = Stage("review_push", "review push", PushStageOptions, run_push,
                     _push_human, "push", writes=True)
 REVIEW_PULL = Stage("review_pull", "review pull", PullStageOptions, run_pull,
                     "Record completed reviews as human label events and mirror them into FiftyOne (safe to repeat).",
-                    _pull_human, writes=True)
+                    _pull_human)  # no writer lock: pulls are idempotent and may overlap (the FiftyOne mirror takes its own lock)
 WAIT_REVIEW = Stage("wait_review", "review wait", WaitStageOptions, run_wait,
                     "Pull what people reviewed; go on once enough was, else record the run as waiting.", _wait_human)
