@@ -164,7 +164,6 @@ def _train_one(name: str, rows: list, val: list, cfg, out: Path, kind: str, teac
     spent = float(prior.get("train_minutes", 0.0))
 
     def on_epoch(record: dict, _ckpt: Path) -> None:
-        nonlocal spent
         _write_progress(record)
         epoch_seconds = record["train_seconds"] + record["eval_seconds"]
         if DEADLINE and record["epoch"] < cfg.epochs and time.time() + 1.2 * epoch_seconds > DEADLINE:

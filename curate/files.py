@@ -16,16 +16,18 @@ from pathlib import Path
 __all__ = ["atomic_write_bytes", "file_sha256"]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename, so a reader sees the old file or the new one.
 
-    The temp name carries the process and thread ids: two writers of the same path never share a temp file."""
+    The temp name carries the process and thread ids: two writers of the same path never share a temp file.
+    ``durable=False`` skips the fsync, for files that can be made again (the 35,887 PNGs of a fer2013.csv)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     tmp.replace(path)
 
 

@@ -74,10 +74,17 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     registered secret value), plus ``extra``: for children that need none of curate's secrets."""
     import os
 
+    secret = _secret_names()
+    return {**{k: v for k, v in os.environ.items() if k not in secret}, **(extra or {})}
+
+
+def _secret_names() -> set[str]:
+    """The environment variables that carry a secret: by name, or by holding a registered secret value."""
+    import os
+
     with _lock:
         known = set(_known)
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and v not in known}
-    return {**env, **(extra or {})}
+    return {k for k, v in os.environ.items() if k in SECRET_ENV or v in known}
 
 
 @contextlib.contextmanager
@@ -88,9 +95,7 @@ def hidden_from_environ() -> Iterator[None]:
     :func:`child_env` cannot be passed: they copy this process's environment when they start, and keep it."""
     import os
 
-    with _lock:
-        known = set(_known)
-    saved = {k: v for k, v in os.environ.items() if k in SECRET_ENV or v in known}
+    saved = {k: os.environ[k] for k in _secret_names()}
     for name in saved:
         del os.environ[name]
     try:

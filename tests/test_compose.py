@@ -98,8 +98,7 @@ def test_each_service_gets_only_the_secrets_it_uses() -> None:
             {k for k in env if k == "CURATE_DB_URL"}
 
     assert secrets_of("fiftyone-app") == set() and secrets_of("ray-head") == set() and secrets_of("ray-worker") == set()
-    assert secrets_of("label-studio") == {"LABEL_STUDIO_DB_PASSWORD", "LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_API_KEY"} - \
-        {"LABEL_STUDIO_USERNAME"}
+    assert secrets_of("label-studio") == {"LABEL_STUDIO_DB_PASSWORD", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_API_KEY"}
     assert services["label-studio"]["environment"]["POSTGRE_USER"] == "labelstudio"  # not the ledger's role
     init = (REPO / "db" / "compose-init" / "10-labelstudio-db.sh").read_text()
     assert "CREATE ROLE labelstudio" in init and "OWNER labelstudio" in init and "POSTGRES_PASSWORD" not in init

@@ -10,7 +10,7 @@ Datasets too large for ``MAX_BYTES`` keep streaming through the DataLoader (cura
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -33,8 +33,7 @@ class FacesInMemory:
         return count * image_size * image_size <= MAX_BYTES
 
     @classmethod
-    def decode(cls, rows: Sequence[Row], classes: Sequence[str], image_size: int, device: torch.device | str = "cpu",
-               progress: Callable[[int], None] | None = None) -> FacesInMemory:
+    def decode(cls, rows: Sequence[Row], classes: Sequence[str], image_size: int, device: torch.device | str = "cpu") -> FacesInMemory:
         """Decode and resize every face once (the same resize the streaming transforms apply)."""
         from torchvision.transforms import v2
 
@@ -44,8 +43,6 @@ class FacesInMemory:
         for i, row in enumerate(rows):
             face = load_face(row.path, row.box)
             pixels[i] = face if face.shape[-2:] == (image_size, image_size) else resize(face)
-            if progress and (i + 1) % 1024 == 0:
-                progress(1024)
         labels = torch.tensor([index.get(r.label, -1) if r.label is not None else -1 for r in rows], dtype=torch.long)
         return cls(pixels.to(device), labels.to(device))
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import re
-import threading
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from curate import taxonomy as tx
+from curate.files import atomic_write_bytes
 from curate.sources._base import (
     CsvRows,
     Item,
@@ -73,13 +72,8 @@ def _detect_fer_csv(root: Path) -> bool:
 def _write_png_atomic(path: Path, pixels: np.ndarray) -> None:
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temp name of this process and thread: two ingests of one csv never write one temp file. No fsync (unlike
-    # curate.files.atomic_write_bytes): these PNGs are re-made from the csv, and 35,887 fsyncs would slow ingest.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     ok, buf = cv2.imencode(".png", pixels)
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.tobytes(), durable=False)  # re-made from the csv when lost: no fsync per face
 
 
 def _read_fer_csv(root: Path, split: str, media: Path | None = None) -> Iterator[Item]:
