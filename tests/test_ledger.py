@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from curate.store.sql import ledger, session
 from curate.store.sql.models import LabelEvent, LabelSource, ReviewTask
 
-TABLES = {"datasets", "samples", "label_events", "review_tasks", "model_runs", "checkpoints", "workflow_runs"}
+TABLES = {"datasets", "samples", "label_events", "review_tasks", "model_runs", "checkpoints", "workflow_runs", "review_removals"}
 
 
 def _up_down_up(url: str) -> None:
@@ -125,6 +125,32 @@ def test_label_events_are_append_only(ledger_url: str) -> None:
                                         {"sample_id": sid, "label": "fear", "source": "human", "actor": "b", "dedup_key": "k2"}])
         assert [r[1] for r in db.execute(text("SELECT id, label FROM label_events ORDER BY id"))] == ["sad", "fear"], \
             "curate's own idempotent append broke"
+
+
+def test_review_removals_are_append_only_and_the_newest_row_per_face_is_its_state(ledger_url: str) -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    with session.session_scope(ledger_url) as db:
+        sid = _sample(db, "rm")
+        other = ledger.register_samples(db, ledger.find_dataset(db, "rm").id, [{"uid": "u2", "content_hash": "h2", "source_path": "y.jpg"}])["u2"]
+        removed = {"sample_id": sid, "removed": True, "reason": "not_a_face", "actor": "ann@x", "created_at": t0, "dedup_key": "r1"}
+        ledger.append_removals(db, [removed, removed | {"sample_id": other, "reason": "unclear", "dedup_key": "r2"}])
+        ledger.append_removals(db, [removed])  # a repeated pull: no new row
+        dataset_id = ledger.find_dataset(db, "rm").id
+        assert ledger.current_removals(db, dataset_id) == {sid: ("not_a_face", "ann@x"), other: ("unclear", "ann@x")}
+        ledger.append_removals(db, [{"sample_id": sid, "removed": False, "reason": None, "actor": "ann@x",
+                                     "created_at": t0 + dt.timedelta(minutes=1), "dedup_key": "r3"}])
+        assert ledger.current_removals(db, dataset_id) == {other: ("unclear", "ann@x")}, "a changed mind brings the face back"
+        assert db.scalar(text("SELECT COUNT(*) FROM review_removals")) == 3
+    statements = ["UPDATE review_removals SET reason = 'unclear'", "DELETE FROM review_removals"]
+    statements.append("TRUNCATE review_removals" if ledger_url.startswith("postgresql") else
+                      "INSERT OR REPLACE INTO review_removals (id, sample_id, removed, actor, created_at, dedup_key) "
+                      "SELECT id, sample_id, 0, 'mallory', created_at, 'other' FROM review_removals")
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="append-only"):
+            with session.session_scope(ledger_url) as db:
+                db.execute(text(statement))
+    with session.session_scope(ledger_url) as db:
+        assert db.scalar(text("SELECT COUNT(*) FROM review_removals")) == 3
 
 
 def test_review_task_state_is_constrained(ledger_url: str) -> None:

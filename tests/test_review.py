@@ -217,6 +217,64 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
         assert info["token"] not in text
 
 
+@pytest.mark.slow  # ~45 s on a real server; CI runs it (.ci/run)
+def test_not_a_face_and_unclear_take_a_face_out_of_the_working_set_on_record_and_a_changed_mind_brings_it_back(
+        tmp_path: Path, label_studio) -> None:  # noqa: ANN001
+    import sqlalchemy
+
+    from curate.models.manifest import from_dataset
+    from curate.store import fo_store
+
+    setup = _review_dataset(tmp_path)
+    info = label_studio(setup.home, setup.root)
+    cli = lambda *args: last_json(run_cli(*args, "--json", env=setup.env))  # noqa: E731
+    assert cli("review", "push", "--dataset", setup.name, "--limit", "4")["pushed"] == 4
+    ls = _sdk(info)
+    project = _project(ls, setup.name)
+    config = ls.projects.get(id=project).label_config
+    assert 'value="not a face" hotkey="9"' in config and 'value="unclear" hotkey="0"' in config
+    by_uid = {t.data["sample_id"]: t for t in _tasks(ls, project)}
+    not_face, unclear, happy, _ = sorted(by_uid)
+    ls.annotations.create(id=by_uid[not_face].id, result=_choice("not a face"))
+    ls.annotations.create(id=by_uid[unclear].id, result=_choice("unclear"))
+    ls.annotations.create(id=by_uid[happy].id, result=_choice("happy"))
+    curated_before = {r.uid for r in from_dataset(setup.name, setup.url)}
+    assert {not_face, unclear} <= curated_before
+
+    pulled = cli("review", "pull", "--dataset", setup.name)
+    assert (pulled["done"], pulled["new_human_labels"], pulled["removed"]) == (3, 1, {"not_a_face": 1, "unclear": 1})
+    rows = sql_rows(setup.url, """SELECT s.uid, r.removed, r.reason, r.actor, r.ls_task_id FROM review_removals r
+                                  JOIN samples s ON s.id = r.sample_id ORDER BY r.id""")
+    assert sorted(rows) == sorted([(not_face, 1, "not_a_face", "admin@curate.local", by_uid[not_face].id),
+                                   (unclear, 1, "unclear", "admin@curate.local", by_uid[unclear].id)])
+    assert sql_rows(setup.url, "SELECT COUNT(*) FROM label_events WHERE source = 'human'") == [(1,)], "a way out is no label"
+    ds = fo_store.load_dataset(setup.name, create=False)
+    ds.reload()
+    assert ds.load_saved_view("not_a_face").values("sample_uid") == [not_face]
+    assert ds.load_saved_view("unclear").values("sample_uid") == [unclear]
+    assert {r.uid for r in from_dataset(setup.name, setup.url)} == curated_before - {not_face, unclear}, \
+        "training, errors and the next push read the curated view: both faces are out of it"
+    assert set(ds.load_saved_view("curated").values("sample_uid")).isdisjoint({not_face, unclear})
+    status = cli("review", "status", "--dataset", setup.name)
+    assert status["removed_by_review"] == {"not_a_face": 1, "unclear": 1} and status["done"] == 3
+    page = Path(cli("report", "--dataset", setup.name)["report"]).read_text()
+    assert 'Reviewers took 1 faces out of the working set as\n"not a face" and 1 as "unclear"' in page
+    with pytest.raises(sqlalchemy.exc.IntegrityError, match="append-only"):
+        sql_rows(setup.url, "UPDATE review_removals SET reason = 'unclear'")
+
+    # The reviewer changes their mind: the face comes back with its new label, and the removal stays on record.
+    annotation = ls.tasks.get(id=by_uid[not_face].id).annotations[0]
+    ls.annotations.update(id=annotation["id"], result=_choice("sad"))
+    again = cli("review", "pull", "--dataset", setup.name)
+    assert (again["returned_to_working_set"], again["new_human_labels"], again["removed"]) == (1, 1, {"not_a_face": 0, "unclear": 0})
+    assert sql_rows(setup.url, f"""SELECT r.removed FROM review_removals r JOIN samples s ON s.id = r.sample_id
+                                   WHERE s.uid = '{not_face}' ORDER BY r.id""") == [(1,), (0,)]
+    assert not_face in {r.uid for r in from_dataset(setup.name, setup.url)} and unclear not in {r.uid for r in from_dataset(setup.name, setup.url)}
+    ds.reload()
+    assert ds.load_saved_view("not_a_face").values("sample_uid") == []
+    assert cli("review", "status", "--dataset", setup.name)["removed_by_review"] == {"not_a_face": 0, "unclear": 1}
+
+
 @pytest.mark.slow  # ~35 s; CI runs it (.ci/run)
 def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refused(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     setup = _review_dataset(tmp_path)
@@ -345,7 +403,7 @@ def test_kill_during_push_restart_and_racing_pulls_lose_and_duplicate_nothing(tm
 
 
 @pytest.mark.slow  # ~40 s (Chromium); CI runs it (.ci/run)
-def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
+def test_a_reviewer_sees_the_face_the_ten_choices_and_the_models_guess_and_key_9_says_not_a_face(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     """Headless Chromium logs in through the real login form and opens a pushed task, as a reviewer would."""
     import json
 
@@ -360,7 +418,7 @@ def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_pat
     run_cli("review", "push", "--dataset", setup.name, "--limit", "3", env=setup.env)
     ls = _sdk(info)
     project = _project(ls, setup.name)
-    task = _tasks(ls, project)[0]
+    task, other = _tasks(ls, project)[:2]
     uid = task.data["sample_id"]
     model_label, confidence = setup.model[uid]
     creds = json.loads((setup.home / "label-studio" / "credentials.json").read_text())
@@ -390,14 +448,27 @@ def test_a_reviewer_sees_the_face_the_eight_choices_and_the_models_guess(tmp_pat
             page.keyboard.press(str(EMOTIONS.index(chosen) + 1))
             page.get_by_role("button", name="Submit").click()
             assert wait_for(lambda: ls.tasks.get(id=task.id).total_annotations == 1, timeout=60)
+            # The next face is no face for this reviewer: key 9, then Submit.
+            page.goto(f"{info['url']}/projects/{project}/data?task={other.id}")
+            page.get_by_text(f"Dataset label: {setup.labels[other.data['sample_id']]}").wait_for(timeout=90_000)
+            face = page.locator(f"img[src*='{other.data['image'].split('=', 1)[1]}']").last
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=face.element_handle(), timeout=60_000)
+            page.keyboard.press("9")
+            page.wait_for_function("""() => Array.from(document.querySelectorAll('input[type=radio]')).some(
+                i => i.checked && (i.closest('label') || i.parentElement).innerText.trim().startsWith('not a face'))""", timeout=30_000)
+            page.get_by_role("button", name="Submit").click()
+            assert wait_for(lambda: ls.tasks.get(id=other.id).total_annotations == 1, timeout=60)
         finally:
             browser.close()
     assert natural == [48, 48], "the face itself was served and decoded, not a broken-image icon"
-    assert [text.split("[")[0].strip() for text, _ in choices] == list(EMOTIONS)
+    assert [text.split("[")[0].strip() for text, _ in choices] == [*EMOTIONS, "not a face", "unclear"]
     assert [text.split("[")[0].strip() for text, checked in choices if checked] == [model_label], "the model's guess is pre-selected"
     assert f"Model: {model_label} ({100 * confidence:.0f} %)" in header
     # What the reviewer submitted in the UI reaches the ledger.
-    assert last_json(run_cli("review", "pull", "--dataset", setup.name, "--json", env=setup.env))["new_human_labels"] == 1
+    pulled = last_json(run_cli("review", "pull", "--dataset", setup.name, "--json", env=setup.env))
+    assert (pulled["new_human_labels"], pulled["removed"]["not_a_face"]) == (1, 1)
+    assert sql_rows(setup.url, "SELECT s.uid, r.reason FROM review_removals r JOIN samples s ON s.id = r.sample_id") == [
+        (other.data["sample_id"], "not_a_face")]
     assert sql_rows(setup.url, "SELECT s.uid, e.label, e.actor, e.previous_label FROM label_events e JOIN samples s ON s.id = e.sample_id "
                            "WHERE e.source = 'human'") == [(uid, chosen, creds["username"], setup.labels[uid])]
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from curate.review.decide import decide
-from curate.review.project import choice_result, chosen_label, label_config
+from curate.review.project import choice_result, chosen_answer, chosen_label, label_config
 from curate.review.routing import Candidate, error_likelihood, route
 from curate.taxonomy import EMOTIONS
 
@@ -106,16 +106,29 @@ def test_the_signature_changes_exactly_when_an_annotation_changes() -> None:
     assert decide(base).signature != decide(base + [_ann(2, "b@x", "sad", 2)]).signature
 
 
-def test_label_config_offers_the_eight_emotions_with_hotkeys() -> None:
+def test_label_config_offers_the_eight_emotions_and_two_ways_out_with_hotkeys() -> None:
     import xml.etree.ElementTree as ET
 
     root = ET.fromstring(label_config())
     choices = root.find("Choices")
-    assert [c.get("value") for c in choices] == list(EMOTIONS)
-    assert [c.get("hotkey") for c in choices] == [str(i) for i in range(1, 9)]
+    assert [c.get("value") for c in choices] == [*EMOTIONS, "not a face", "unclear"]
+    assert [c.get("hotkey") for c in choices] == [str(i) for i in range(1, 9)] + ["9", "0"]
     assert root.find("Image").get("value") == "$image" and root.find("Header").get("value") == "$context"
     assert chosen_label(choice_result("fear")) == "fear"
     assert chosen_label([{"from_name": "emotion", "type": "choices", "value": {"choices": ["bogus"]}}]) is None
+    assert (chosen_answer(choice_result("not a face")), chosen_answer(choice_result("unclear"))) == ("not_a_face", "unclear")
+    assert chosen_label(choice_result("not a face")) is None, "a way out is no emotion"
+
+
+def test_not_a_face_or_unclear_wins_like_an_emotion_but_decides_no_label() -> None:
+    d = decide([_ann(1, "a@x", "not a face", 1), _ann(2, "b@x", "not a face", 4), _ann(3, "c@x", "sad", 9)])
+    assert (d.state, d.label, d.removal, d.voters, d.annotation_id) == ("done", None, "not_a_face", ("a@x", "b@x"), 2)
+    assert d.votes == {"not_a_face": 2, "sad": 1}
+    assert decide([_ann(1, "a@x", "unclear", 1)]).removal == "unclear"
+    tied = decide([_ann(1, "a@x", "unclear", 1), _ann(2, "b@x", "happy", 2)])
+    assert (tied.state, tied.label, tied.removal) == ("conflict", None, None)
+    changed_mind = decide([_ann(1, "a@x", "not a face", 1), _ann(2, "a@x", "fear", 3)])
+    assert (changed_mind.label, changed_mind.removal) == ("fear", None), "the annotator's latest answer counts"
 
 
 def test_review_commands_explain_what_is_missing_in_one_line(curate_home) -> None:  # noqa: ANN001

@@ -175,7 +175,8 @@ image-rendering:pixelated;border-radius:4px;border:1px solid #d1d5db}} figcaptio
 <h2 id="review">Review</h2>
 <p>{review['tasks']} tasks: {review['pending']} pending, {review['done']} done, {review['skipped']} skipped, {review['conflict']} tied.
 People changed the label in {_pct(review['human_changed_label'])} of decided tasks and agreed with the model in
-{_pct(review['agreement_with_model'])}.</p>
+{_pct(review['agreement_with_model'])}. Reviewers took {review['removed_by_review']['not_a_face']} faces out of the working set as
+"not a face" and {review['removed_by_review']['unclear']} as "unclear" (FiftyOne views <code>not_a_face</code>, <code>unclear</code>).</p>
 <table><tr><th>label at push</th><th>pending</th><th>done</th><th>skipped</th><th>tied</th></tr>{review_rows}</table>
 <h2 id="models">Models</h2>
 <table><tr><th>kind</th><th>checkpoint</th><th>arch</th><th>created</th><th>on</th><th>accuracy</th><th>balanced</th><th>macro-F1</th>

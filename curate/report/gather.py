@@ -13,15 +13,17 @@ def class_counts(db: Any, dataset_id: int) -> dict[str, dict[str, int]]:
     """Per class: every ingested face, the curated working set, and the current label after review."""
     from sqlalchemy import select
 
+    from curate.store.sql import ledger
     from curate.store.sql.models import CurrentLabel, Sample
 
     counts: dict[str, dict[str, int]] = collections.defaultdict(lambda: {"ingested": 0, "curated": 0, "current": 0})
-    rows = db.execute(select(Sample.source_label, Sample.quality_rejected, CurrentLabel.label)
+    removed = ledger.current_removals(db, dataset_id)  # "not a face" / "unclear" answers leave the working set too
+    rows = db.execute(select(Sample.id, Sample.source_label, Sample.quality_rejected, CurrentLabel.label)
                       .outerjoin(CurrentLabel, CurrentLabel.sample_id == Sample.id).where(Sample.dataset_id == dataset_id)).tuples()
-    for source, rejected, current in rows:
+    for sample_id, source, rejected, current in rows:
         source = _canonical(source)
         counts[source]["ingested"] += 1
-        if not rejected:
+        if not rejected and sample_id not in removed:
             counts[source]["curated"] += 1
             counts[current or "unlabeled"]["current"] += 1
     return {k: counts[k] for k in sorted(counts)}

@@ -123,6 +123,15 @@ class ReviewServer:
         return self.call("creating the project", self._sdk.projects.create, title=title, label_config=label_config,
                          description=description, show_skip_button=True, maximum_annotations=1).id
 
+    def ensure_label_config(self, project: int, label_config: str) -> bool:
+        """Bring an existing project's labeling interface up to this curate's (a project made by an older curate lacks
+        the "not a face" and "unclear" buttons). Label Studio accepts a config that only adds choices. True: updated."""
+        current = self.call("reading the project", self._sdk.projects.get, id=project).label_config
+        if (current or "").strip() == label_config.strip():
+            return False
+        self.call("updating the labeling interface", self._sdk.projects.update, id=project, label_config=label_config)
+        return True
+
     def set_overlap(self, project: int, annotators: int) -> None:
         """How many people label each task (Label Studio's ``maximum_annotations``)."""
         self.call("setting annotators per task", self._sdk.projects.update, id=project, maximum_annotations=annotators)

@@ -2,7 +2,8 @@
 
 - Each annotator counts once, with their latest annotation (an edit replaces their earlier answer).
 - A skipped (cancelled) annotation is no vote. A task whose annotators all skipped is ``skipped``.
-- The label with the most votes wins. A tie is a ``conflict``: no label is decided and the task
+- The answer with the most votes wins: an emotion (the new label) or a removal ("not a face", "unclear":
+  the face leaves the working set, ``removal`` names why). A tie is a ``conflict``: no label is decided and the task
   stays open for another annotator (Label Studio's overlap setting), flagged in ``curate review status``.
 - ``signature`` fingerprints every annotation (id, edit time, cancelled), so a pull can tell at once
   that nothing happened to a task since the previous pull.
@@ -16,7 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from curate.review.project import chosen_label
+from curate.review.project import chosen_answer
+from curate.taxonomy import EMOTIONS
 
 __all__ = ["Decision", "decide", "parse_time"]
 
@@ -24,13 +26,14 @@ __all__ = ["Decision", "decide", "parse_time"]
 @dataclass(frozen=True)
 class Decision:
     state: str  # "done", "skipped", "conflict" or "pending" (nobody answered yet)
-    label: str | None
+    label: str | None  # the decided emotion (None when the decision is a removal)
     votes: dict[str, int] = field(default_factory=dict)
     agreement: float | None = None  # share of votes for the winning (or tied-top) label
     voters: tuple[str, ...] = ()  # annotators who chose the decided label
     annotation_id: int | None = None  # the latest annotation that chose the decided label
     decided_at: dt.datetime | None = None
     signature: str = ""
+    removal: str | None = None  # "not_a_face" or "unclear" when that answer won
 
 
 def parse_time(value: Any) -> dt.datetime:
@@ -53,7 +56,7 @@ def decide(annotations: Sequence[Mapping[str, Any]]) -> Decision:
     latest: dict[str, Mapping[str, Any]] = {}
     for a in sorted(annotations, key=lambda a: (parse_time(a["updated_at"]), a["id"])):
         latest[_annotator(a)] = a
-    answers = {who: chosen_label(a.get("result")) for who, a in latest.items() if not a.get("was_cancelled")}
+    answers = {who: chosen_answer(a.get("result")) for who, a in latest.items() if not a.get("was_cancelled")}
     answers = {who: label for who, label in answers.items() if label is not None}
     if not answers:
         skipped = any(a.get("was_cancelled") for a in latest.values())
@@ -65,4 +68,5 @@ def decide(annotations: Sequence[Mapping[str, Any]]) -> Decision:
         return Decision("conflict", None, dict(votes), agreement, signature=signature)
     voters = tuple(sorted(who for who, label in answers.items() if label == top))
     deciding = max((latest[w] for w in voters), key=lambda a: (parse_time(a["updated_at"]), a["id"]))
-    return Decision("done", top, dict(votes), agreement, voters, int(deciding["id"]), parse_time(deciding["updated_at"]), signature)
+    label, removal = (top, None) if top in EMOTIONS else (None, top)
+    return Decision("done", label, dict(votes), agreement, voters, int(deciding["id"]), parse_time(deciding["updated_at"]), signature, removal)

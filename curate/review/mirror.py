@@ -2,8 +2,10 @@
 
 Fields: ``review_status`` (pending, done, skipped, conflict), ``reviewed`` (a human decided the
 label), ``review_agreement`` (share of annotators who chose the decided label), ``review_conflict``
-(annotators tied) and ``label`` (the current label, rebuilt from the ledger). Saved views:
-``to_review``, ``reviewed``, ``review_conflicts``, ``relabeled`` (humans changed the label).
+(annotators tied), ``review_removed`` (``not_a_face`` or ``unclear`` when a reviewer's answer took the face out of
+the working set) and ``label`` (the current label, rebuilt from the ledger). Saved views:
+``to_review``, ``reviewed``, ``review_conflicts``, ``relabeled`` (humans changed the label), and through
+fo_store.ensure_views ``not_a_face`` and ``unclear``, which ``curated`` leaves out.
 
 No field here may contain ``_state``: FiftyOne 1.22 takes any saved view whose stages contain that
 substring for a generated view, and overwriting it marks the *dataset* non-persistent, so it is
@@ -21,7 +23,8 @@ from curate.review.lock import review_lock
 
 __all__ = ["mirror_states", "mirror_from_ledger", "REVIEW_FIELDS"]
 
-REVIEW_FIELDS = {"review_status": "string", "reviewed": "bool", "review_agreement": "float", "review_conflict": "bool", "label_before_review": "string"}
+REVIEW_FIELDS = {"review_status": "string", "reviewed": "bool", "review_agreement": "float", "review_conflict": "bool", "label_before_review": "string",
+                 "review_removed": "string"}
 
 
 def _declare(ds) -> None:  # noqa: ANN001
@@ -55,6 +58,8 @@ def mirror_states(dataset: str, updates: Mapping[str, Mapping[str, Any]], labels
     ds.save_view("reviewed", ds.match(F("reviewed") == True), overwrite=True)  # noqa: E712
     ds.save_view("review_conflicts", ds.match(F("review_conflict") == True), overwrite=True)  # noqa: E712
     ds.save_view("relabeled", ds.match((F("reviewed") == True) & (F("label.label") != F("label_before_review"))), overwrite=True)  # noqa: E712
+    if ds.info.get("curate_views") != fo_store.VIEWS_VERSION:  # a dataset from before `curated` knew review_removed
+        fo_store.ensure_views(ds)
 
 
 def mirror_from_ledger(url: str, home: Path, dataset: str, dataset_id: int, project: int) -> None:
@@ -65,6 +70,7 @@ def mirror_from_ledger(url: str, home: Path, dataset: str, dataset_id: int, proj
     with session.session_scope(url) as db:
         known = known_tasks(db, dataset_id, project)
         current = ledger.current_labels(db, dataset_id)
+        removed = ledger.current_removals(db, dataset_id)
         updates: dict[str, dict[str, Any]] = {}
         labels: dict[str, str] = {}
         for uid, (task, result) in known.items():
@@ -72,7 +78,8 @@ def mirror_from_ledger(url: str, home: Path, dataset: str, dataset_id: int, proj
             updates[uid] = {"review_status": "conflict" if conflict else task.state,
                             "reviewed": bool(result and result.human_label), "review_conflict": conflict,
                             "review_agreement": result.agreement if result else None,
-                            "label_before_review": result.label_at_push if result else None}
+                            "label_before_review": result.label_at_push if result else None,
+                            "review_removed": removed[task.sample_id][0] if task.sample_id in removed else None}
             label, source = current.get(task.sample_id, (None, None))
             if source == "human" and label:
                 labels[uid] = label

@@ -3,6 +3,11 @@
 The config shows the face large, a context line (the dataset's label and the model's guess) and the
 eight emotions as single-choice buttons with hotkeys 1-8, so a reviewer can keep one hand on the
 keyboard. The model's guess is also attached as a pre-annotation, so accepting it is one click.
+
+Two more buttons answer what an emotion cannot: "not a face" (hotkey 9: a cartoon, text, a blank or
+cut-off frame) and "unclear" (hotkey 0: a face no emotion fits with any confidence). FER datasets hold
+both, and forcing an emotion on them writes a wrong label; such a face leaves the working set instead,
+with the reviewer and the reason on record (curate/review/pull.py).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from xml.sax.saxutils import quoteattr
 
 from curate.taxonomy import EMOTIONS
 
-__all__ = ["FROM_NAME", "TO_NAME", "project_title", "label_config", "choice_result", "chosen_label", "task_payload"]
+__all__ = ["FROM_NAME", "TO_NAME", "REMOVAL_ANSWERS", "REMOVAL_REASONS", "project_title", "label_config", "choice_result", "chosen_label", "chosen_answer",
+           "task_payload"]
 
 #: Why a sample is in the queue, in the reviewer's words.
 _WHY = {"low_confidence": "model unsure", "label_issue": "likely label error"}
@@ -20,6 +26,10 @@ _WHY = {"low_confidence": "model unsure", "label_issue": "likely label error"}
 FROM_NAME = "emotion"
 TO_NAME = "image"
 
+
+#: Answers beyond the emotions: the button a reviewer sees -> (hotkey, the reason code the face leaves the working set with).
+REMOVAL_ANSWERS = {"not a face": ("9", "not_a_face"), "unclear": ("0", "unclear")}
+REMOVAL_REASONS = tuple(reason for _, reason in REMOVAL_ANSWERS.values())
 
 TITLE_MAX = 50  # Label Studio refuses longer project titles (HTTP 400)
 
@@ -37,7 +47,8 @@ def project_title(dataset: str) -> str:
 
 
 def label_config() -> str:
-    choices = "\n".join(f'    <Choice value={quoteattr(e)} hotkey="{i}"/>' for i, e in enumerate(EMOTIONS, start=1))
+    choices = "\n".join([*(f'    <Choice value={quoteattr(e)} hotkey="{i}"/>' for i, e in enumerate(EMOTIONS, start=1)),
+                          *(f'    <Choice value={quoteattr(a)} hotkey="{key}"/>' for a, (key, _) in REMOVAL_ANSWERS.items())])
     return f"""<View>
   <Header value="$context" size="5"/>
   <Image name="{TO_NAME}" value="$image" zoom="true" maxWidth="480px"/>
@@ -52,14 +63,23 @@ def choice_result(label: str) -> list[dict[str, Any]]:
     return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [label]}}]
 
 
-def chosen_label(result: list[dict[str, Any]] | None) -> str | None:
-    """The emotion picked in an annotation result, or None (empty, another control, unknown value)."""
+def chosen_answer(result: list[dict[str, Any]] | None) -> str | None:
+    """What an annotation answered: an emotion, a removal reason code (``not_a_face``, ``unclear``), or None
+    (empty, another control, an unknown value)."""
     for region in result or []:
         if region.get("from_name") == FROM_NAME and region.get("type") == "choices":
             picked = (region.get("value") or {}).get("choices") or []
             if len(picked) == 1 and picked[0] in EMOTIONS:
                 return picked[0]
+            if len(picked) == 1 and picked[0] in REMOVAL_ANSWERS:
+                return REMOVAL_ANSWERS[picked[0]][1]
     return None
+
+
+def chosen_label(result: list[dict[str, Any]] | None) -> str | None:
+    """The emotion picked in an annotation result, or None (no emotion: see :func:`chosen_answer`)."""
+    answer = chosen_answer(result)
+    return answer if answer in EMOTIONS else None
 
 
 def task_payload(sample_uid: str, image_url: str, dataset_label: str | None, model_label: str | None, model_confidence: float | None,

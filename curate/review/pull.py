@@ -5,6 +5,10 @@ listed task whose annotations carry the same signature as before is skipped, and
 its edit time, so pulling twice, or two pulls at once, writes each decision exactly once. An edited
 annotation has a new edit time: it becomes a new event whose ``previous_label`` is the old decision,
 and the old event stays (the ledger is append-only).
+
+A decision of "not a face" or "unclear" is no label: it appends a ``review_removals`` row (reviewer,
+reason, task), the FiftyOne mirror takes the face out of the ``curated`` working set, and a later
+emotion for the same task appends the row that brings it back.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from curate.review import project as proj
 from curate.review.decide import Decision, decide
+from curate.review.project import REMOVAL_REASONS
 
 __all__ = ["pull"]
 
@@ -114,7 +119,9 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
 
     known = {t.ls_task_id: (t, r) for t, r in known_tasks(db, dataset_id, project).values()}
     current = ledger.current_labels(db, dataset_id)
+    removed = ledger.current_removals(db, dataset_id)
     events: list[dict[str, Any]] = []
+    removals: list[dict[str, Any]] = []
     counts = {"unchanged": 0, "changed": 0, "done": 0, "skipped": 0, "conflict": 0, "deleted_on_server": 0}
     now = utcnow()
     for task_id, (task, result) in known.items():
@@ -135,7 +142,20 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
         counts["changed"] += 1
         if decision.state in counts:
             counts[decision.state] += 1
-        if decision.state == "done" and decision.label != result.human_label:
+        key = f"ls{project}:t{task_id}:a{decision.annotation_id}:{decision.decided_at.isoformat() if decision.decided_at else ''}"
+        ids = {"ls_project_id": project, "ls_task_id": task_id, "ls_annotation_id": decision.annotation_id}
+        was_removed = removed.get(task.sample_id)
+        if decision.state == "done" and decision.removal is not None and (was_removed is None or was_removed[0] != decision.removal):
+            actor = ",".join(decision.voters)[:200]
+            removals.append({"sample_id": task.sample_id, "removed": True, "reason": decision.removal, "actor": actor,
+                             "created_at": decision.decided_at, **ids, "dedup_key": f"removed:{key}:{decision.removal}"})
+            removed[task.sample_id] = (decision.removal, actor)
+            result.human_label = None  # the latest decision is no label; an emotion chosen later is a new event
+        elif decision.state == "done" and decision.label is not None and was_removed is not None:
+            removals.append({"sample_id": task.sample_id, "removed": False, "reason": None, "actor": ",".join(decision.voters)[:200],
+                             "created_at": decision.decided_at, **ids, "dedup_key": f"returned:{key}"})
+            del removed[task.sample_id]
+        if decision.state == "done" and decision.label is not None and decision.label != result.human_label:
             previous = current.get(task.sample_id, (None, None))[0]
             events.append({
                 "sample_id": task.sample_id, "label": decision.label, "source": "human", "actor": ",".join(decision.voters)[:200],
@@ -148,4 +168,7 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
         result.votes, result.agreement, result.conflict = decision.votes or None, decision.agreement, decision.state == "conflict"
         result.annotations_sig, result.pulled_at = decision.signature, now
     ledger.append_label_events(db, events)
-    return {**counts, "new_human_labels": len(events), "label_changes": sum(1 for e in events if e["label"] != e["previous_label"])}
+    ledger.append_removals(db, removals)
+    return {**counts, "new_human_labels": len(events), "label_changes": sum(1 for e in events if e["label"] != e["previous_label"]),
+            "removed": {reason: sum(1 for r in removals if r["reason"] == reason) for reason in REMOVAL_REASONS},
+            "returned_to_working_set": sum(1 for r in removals if not r["removed"])}

@@ -187,8 +187,10 @@ def ensure_project(server: ReviewServer, dataset: str) -> tuple[int, bool]:
     title = proj.project_title(dataset)
     found = server.find_project(title)
     if found is not None:
+        server.ensure_label_config(found, proj.label_config())
         return found, False
-    description = f"Review of dataset {dataset!r}: pick the emotion shown (keys 1-8). The model's guess is pre-selected; Skip if unsure."
+    description = (f"Review of dataset {dataset!r}: pick the emotion shown (keys 1-8), or 'not a face' (9) or 'unclear' (0): "
+                   "those faces leave the working set. The model's guess is pre-selected.")
     return server.create_project(title, proj.label_config(), description), True
 
 

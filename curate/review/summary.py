@@ -2,13 +2,16 @@
 
 Per class (the label at push time): pending, done, skipped, conflicts. Then the figures a labeling
 lead asks for: how often humans changed the label, how often annotators agreed with each other
-(tasks with two or more votes), and how often they agreed with the model.
+(tasks with two or more votes), how often they agreed with the model, and how many faces they took
+out of the working set as "not a face" or "unclear".
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+
+from curate.review.project import REMOVAL_REASONS
 
 __all__ = ["review_status"]
 
@@ -33,6 +36,7 @@ def review_status(url: str, dataset: str) -> dict[str, Any]:
             .outerjoin(ReviewResult, ReviewResult.review_task_id == ReviewTask.id)
             .where(Sample.dataset_id == found.id)
         ).tuples().all()
+        removed = ledger.current_removals(db, found.id)
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: {"pending": 0, "done": 0, "skipped": 0, "conflict": 0, "cancelled": 0})
     changed = decided = with_model = model_agrees = multi = unanimous = 0
     agreement_sum = 0.0
@@ -62,4 +66,5 @@ def review_status(url: str, dataset: str) -> dict[str, Any]:
         "unanimous_share": _share(unanimous, multi),
         "multi_annotated": multi,
         "agreement_with_model": _share(model_agrees, with_model),
+        "removed_by_review": {reason: sum(1 for r, _ in removed.values() if r == reason) for reason in REMOVAL_REASONS},
     }

@@ -161,7 +161,9 @@ def _pull_human(r: Any) -> None:
         return
     r.say(f"[bold]{s['dataset']}[/]: listed {s['listed']} tasks; {s['changed']} changed since the last pull ({s['unchanged']} unchanged): "
           f"{s['done']} decided, {s['skipped']} skipped, {s['conflict']} tied; {s['new_human_labels']} new human labels, "
-          f"{s['label_changes']} of them changing the label" + (f"; {s['deleted_on_server']} deleted in Label Studio" if s["deleted_on_server"] else ""))
+          f"{s['label_changes']} of them changing the label" + (f"; {s['deleted_on_server']} deleted in Label Studio" if s["deleted_on_server"] else "")
+          + "".join(f"; {n} taken out of the working set as {reason.replace('_', ' ')!r}" for reason, n in s.get("removed", {}).items() if n)
+          + (f"; {s['returned_to_working_set']} back in the working set" if s.get("returned_to_working_set") else ""))
 
 
 def _wait_human(r: Any) -> None:

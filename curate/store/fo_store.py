@@ -2,8 +2,10 @@
 build samples import fiftyone, and only inside functions (it takes seconds to import).
 
 Saved views kept in step with the fields:
-- ``curated``: quality-passing samples (empty ``quality_rejected``): the working set
+- ``curated``: the working set: quality-passing samples (empty ``quality_rejected``) that no reviewer
+  answered "not a face" or "unclear" for (empty ``review_removed``)
 - ``quality_rejected``: faces removed for blur/occlusion (or as blank frames), with their reasons
+- ``not_a_face``, ``unclear``: faces a reviewer took out of the working set (curate/review/mirror.py)
 - ``duplicates``: every member of an exact or near duplicate group
 - ``leakage``: duplicate groups that span splits (train/test leakage)
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["fo", "load_dataset", "declare_schema", "existing_filepaths", "ensure_views", "add_samples"]
+__all__ = ["fo", "load_dataset", "declare_schema", "existing_filepaths", "ensure_views", "add_samples", "VIEWS_VERSION"]
 
 
 def fo():  # noqa: ANN201 - the fiftyone module, imported on first use with quiet settings
@@ -94,12 +96,26 @@ def add_samples(ds, samples: list[Any]) -> None:  # noqa: ANN001
     ds.add_samples(samples, progress=False, validate=False, expand_schema=unknown)
 
 
+#: Bumped when the saved views' definitions change, so a dataset made by an older curate gets them once more.
+VIEWS_VERSION = 2
+
+
 def ensure_views(ds) -> None:  # noqa: ANN001
-    """(Re)define the saved views; they are filters, so they follow later field changes by themselves."""
+    """(Re)define the saved views; they are filters, so they follow later field changes by themselves.
+
+    Saving a view replaces its document, and another process that holds the dataset open then fails to load
+    that view ("Failed to update document"): so callers that run often (the review mirror) call this only when
+    :data:`VIEWS_VERSION` says the definitions changed, and ``curated`` already names ``review_removed``
+    before any face has one."""
     from fiftyone import ViewField as F
 
+    from curate.review.project import REMOVAL_REASONS
+
     schema = ds.get_field_schema()
-    views = {"curated": ds.match(F("quality_rejected").length() == 0) if "quality_rejected" in schema else ds.view()}
+    kept = ~F("review_removed").exists()  # a reviewer's "not a face" / "unclear" (curate/review/mirror.py)
+    if "quality_rejected" in schema:
+        kept = (F("quality_rejected").length() == 0) & kept
+    views = {"curated": ds.match(kept), **{reason: ds.match(F("review_removed") == reason) for reason in REMOVAL_REASONS}}
     if "quality_rejected" in schema:
         views["quality_rejected"] = ds.match(F("quality_rejected").length() > 0)
     if "duplicate_group" in schema:
@@ -107,4 +123,5 @@ def ensure_views(ds) -> None:  # noqa: ANN001
         views["leakage"] = ds.match(F("cross_split_duplicate") == True).sort_by("duplicate_group")  # noqa: E712
     for name, view in views.items():
         ds.save_view(name, view, overwrite=True)
-
+    ds.info["curate_views"] = VIEWS_VERSION
+    ds.save()

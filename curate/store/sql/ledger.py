@@ -14,6 +14,7 @@ from curate.store.sql.models import (
     IngestRejection,
     LabelEvent,
     LabelSource,
+    ReviewRemoval,
     ReviewTask,
     Sample,
     utcnow,
@@ -28,6 +29,8 @@ __all__ = [
     "register_samples",
     "append_label_events",
     "current_labels",
+    "append_removals",
+    "current_removals",
     "record_rejections",
     "clear_rejections",
     "dataset_status",
@@ -133,6 +136,25 @@ def current_labels(session: Session, dataset_id: int) -> dict[int, tuple[str, st
         .where(Sample.dataset_id == dataset_id)
     )
     return {sid: (label, source) for sid, label, source in session.execute(stmt)}
+
+
+def append_removals(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Append review removals (or returns); a row whose ``dedup_key`` is already recorded is skipped."""
+    insert_ignore(session, ReviewRemoval.__table__, [{"created_at": utcnow(), **r} for r in rows], ["dedup_key"])
+
+
+def current_removals(session: Session, dataset_id: int) -> dict[int, tuple[str, str]]:
+    """sample id -> (reason, reviewer) for every face a reviewer's latest word took out of the working set."""
+    rows = session.execute(
+        select(ReviewRemoval.sample_id, ReviewRemoval.removed, ReviewRemoval.reason, ReviewRemoval.actor)
+        .join(Sample, Sample.id == ReviewRemoval.sample_id)
+        .where(Sample.dataset_id == dataset_id)
+        .order_by(ReviewRemoval.created_at, ReviewRemoval.id)
+    ).tuples()
+    state: dict[int, tuple[str, str] | None] = {}
+    for sample_id, removed, reason, actor in rows:  # the newest row per sample wins
+        state[sample_id] = (reason or "", actor) if removed else None
+    return {sid: value for sid, value in state.items() if value is not None}
 
 
 def dataset_status(session: Session, dataset: Dataset) -> dict[str, Any]:

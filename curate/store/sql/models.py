@@ -125,6 +125,29 @@ class LabelEvent(Base):
     dedup_key: Mapped[str] = mapped_column(String(200))
 
 
+class ReviewRemoval(Base):
+    """Append-only, like label_events: a reviewer's "not a face" or "unclear" takes a face out of the working set
+    (``removed`` true, ``reason`` why); a later answer with an emotion brings it back (``removed`` false). The newest
+    row per sample is its state. ``dedup_key`` makes repeated pulls no-ops."""
+
+    __tablename__ = "review_removals"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", name="uq_review_removals_dedup_key"),
+        Index("ix_review_removals_sample", "sample_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"))
+    removed: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ls_project_id: Mapped[int | None] = mapped_column(Integer)
+    ls_task_id: Mapped[int | None] = mapped_column(Integer)
+    ls_annotation_id: Mapped[int | None] = mapped_column(Integer)
+    dedup_key: Mapped[str] = mapped_column(String(200))
+
+
 class ReviewTask(Base):
     """A sample sent to Label Studio. State machine: pending -> done | skipped | cancelled."""
 
