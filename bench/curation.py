@@ -40,14 +40,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._data import CONFUSABLE, FER_CLASSES  # noqa: E402
 from curate.review.routing import DEFAULT_STRATEGY  # noqa: E402 - a pure module, no heavy imports
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_DATA = BENCH.parents[1] / "shared/data/fer2013"
 DEFAULT_PROBS = BENCH / "results/teacher-oof-gpu.npz"  # the GPU teacher's OOF (59.0 %), committed so no re-training is needed
-FER_CLASSES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")  # FER2013 has no contempt
-CONFUSABLE = {"fear": "surprise", "surprise": "fear", "sad": "neutral", "neutral": "sad", "anger": "disgust", "disgust": "anger",
-              "happy": "neutral"}
 SCENARIOS = ("unlabeled", "noisy_uniform", "noisy_confusable")
 STRATEGIES = ("random", "confidence", "cleanlab", "curate", "balanced", "curate_rounds")
 # curate = `review push` as shipped (its default routing); balanced = the class-dealt order (the default until session 7).

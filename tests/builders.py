@@ -45,6 +45,34 @@ def face(seed: int, size: int = 48) -> np.ndarray:
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 
+#: Per expression: (mouth curve in px: + smile, - frown; mouth opening in px; brow tilt in px: + inner end raised; eye height).
+_EXPRESSION = {"neutral": (0, 0, 0, 2), "happy": (5, 0, 0, 2), "sad": (-4, 0, 3, 2), "surprise": (0, 5, 3, 4),
+               "fear": (-2, 3, 4, 3), "disgust": (-3, 0, -2, 1), "anger": (-4, 0, -4, 2), "contempt": (2, 0, -1, 2)}
+
+
+def expression_face(seed: int, emotion: str, size: int = 48) -> np.ndarray:
+    """A synthetic face whose expression a small CNN can learn (mouth, brows and eyes follow ``emotion``), with
+    the same random placement, brightness and noise as :func:`face`: for tests that train a model and need it
+    to learn something (routing that finds flipped labels), where :func:`face` carries no class signal."""
+    curve, opening, tilt, eye_h = _EXPRESSION[emotion]
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size), int(rng.integers(30, 90)), np.uint8)
+    c = (24 + int(rng.integers(-2, 3)), 25 + int(rng.integers(-2, 3)))
+    cv2.ellipse(img, c, (16, 21), 0, 0, 360, int(rng.integers(150, 210)), -1)
+    for side in (-1, 1):
+        eye = (c[0] + 7 * side, c[1] - 6)
+        cv2.ellipse(img, eye, (3, eye_h), 0, 0, 360, 40, -1)
+        inner, outer = (eye[0] - 4 * side, eye[1] - 5 - tilt), (eye[0] + 4 * side, eye[1] - 5)
+        cv2.line(img, inner, outer, 60, 1)
+    mouth = (c[0], c[1] + 11)
+    if opening:
+        cv2.ellipse(img, mouth, (5, opening), 0, 0, 360, 50, -1)
+    else:
+        cv2.ellipse(img, mouth, (7, max(1, abs(curve))), 0, 0 if curve >= 0 else 180, 180 if curve >= 0 else 360, 70, 2)
+    noise = rng.normal(0, 6, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
 def write_image(path: Path, img: np.ndarray, ext: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(ext or path.suffix, img)
