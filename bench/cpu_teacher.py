@@ -98,14 +98,15 @@ def main() -> None:
         out["noise"] = {"kind": args.noise, "rate": args.noise_rate}
         out["routing"] = _routing(Path(result["checkpoint"]).with_suffix(".oof.npz"), [*train, *val], flipped_by_uid, result["temperature"],
                                   tuple(int(x) for x in args.queue_sizes.split(",")),
-                                  BENCH / ("runs" if args.limit else "results") / f"teacher-oof-cpu-{args.name}.npz")
+                                  BENCH / ("runs" if args.limit else "results") / f"teacher-oof-cpu-{args.name}.npz", args.noise)
     target = BENCH / ("runs" if args.limit else "results") / f"cpu-teacher-{args.name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out))
 
 
-def _routing(oof_file: Path, rows: list, flipped_by_uid: dict[str, bool], temperature: float, sizes: tuple[int, ...], keep: Path) -> dict:
+def _routing(oof_file: Path, rows: list, flipped_by_uid: dict[str, bool], temperature: float, sizes: tuple[int, ...], keep: Path,
+             noise: str) -> dict:
     """Queue purity on the train split (OOF for the fold faces, the held-out teacher for the validation carve), and the
     probabilities with the given labels and flip mask kept for bench/curation.py."""
     import numpy as np
@@ -116,7 +117,8 @@ def _routing(oof_file: Path, rows: list, flipped_by_uid: dict[str, bool], temper
     given = [r.label for r in rows]
     flipped = np.array([flipped_by_uid[r.uid] for r in rows])
     keep.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(keep, uids=np.array([r.uid for r in rows]), probs=probs.astype(np.float32), given=np.array(given), flipped=flipped)
+    np.savez_compressed(keep, uids=np.array([r.uid for r in rows]), probs=probs.astype(np.float32), given=np.array(given), flipped=flipped,
+                        noise=np.array(noise))
     return routing_lift(given, flipped, probs, temperature, sizes)
 
 

@@ -22,6 +22,14 @@ The teacher is not trained here: its out-of-fold probabilities come from ``--pro
 ``uids`` = file names and ``probs`` in curate.taxonomy.EMOTIONS order; ``bench/models.py train
 teacher`` writes one), calibrated with a temperature fitted on the faces outside the benchmark's
 sample. Quality filters are off (every face counts): this measures routing, not the blur filter.
+
+Two kinds of ``--probs`` (issue 30):
+- a teacher trained on FER2013's original labels (the committed GPU OOF): the noisy scenarios flip labels
+  the teacher never learned, so they are an upper bound;
+- an honest teacher, trained on the flipped labels it is asked to check: ``python bench/cpu_teacher.py
+  --noise confusable --name noisy-confusable`` writes ``results/teacher-oof-cpu-noisy-confusable.npz`` with
+  the given labels and the flip mask; the matching scenario then uses exactly those labels (and fits the
+  temperature on given labels, as a user must), and the other scenarios are refused.
 """
 
 from __future__ import annotations
@@ -65,6 +73,9 @@ class Faces:
     truth: list[str]
     probs: np.ndarray  # (n, 8), EMOTIONS order
     temperature: float
+    noise: str | None = None  # honest probabilities: the noise kind their teacher was trained on ("confusable", "uniform")
+    given: list[str] | None = None  # ... and the labels it was trained on, with which of them were flipped
+    flipped: np.ndarray | None = None
 
 
 @dataclass
@@ -106,21 +117,33 @@ def load_faces(data: Path, probs_file: Path, n: int, seed: int) -> Faces:
     if len(known) < n:
         raise SystemExit(f"error: {probs_file}: only {len(known)} of its faces are under {data / 'train'}; need --faces {n}")
     truth_all = np.array([EMOTIONS.index(canonical(where[uids[i]].parent.name)) for i in known])
+    honest = "given" in z.files
+    given_all = np.array([EMOTIONS.index(str(g)) for g in z["given"][known]]) if honest else truth_all
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(known), n, replace=False))
     rest = np.setdiff1d(np.arange(len(known)), pick)
     logp = np.log(np.clip(probs[known], 1e-8, 1.0))
-    # calibrate on faces outside the sample (the teacher's other labeled faces, as `curate teacher train` does on held-out data)
-    temperature = fit_temperature(logp[rest], truth_all[rest]) if len(rest) >= 100 else 1.0
+    # calibrate on faces outside the sample (the teacher's other labeled faces, as `curate teacher train` does on held-out
+    # data); an honest teacher's labels are the noisy ones, so those are what its temperature is fitted on
+    temperature = fit_temperature(logp[rest], given_all[rest]) if len(rest) >= 100 else 1.0
     calibrated = softmax(logp[pick], temperature)
     names = [uids[known[i]] for i in pick]
-    return Faces(names, [where[u] for u in names], [EMOTIONS[truth_all[i]] for i in pick], calibrated, float(temperature))
+    faces = Faces(names, [where[u] for u in names], [EMOTIONS[truth_all[i]] for i in pick], calibrated, float(temperature))
+    if honest:
+        faces.noise = str(z["noise"])
+        faces.given = [EMOTIONS[given_all[i]] for i in pick]
+        faces.flipped = np.asarray(z["flipped"], bool)[known][pick]
+    return faces
 
 
 def given_labels(faces: Faces, scenario: str, seed: int) -> tuple[list[str | None], np.ndarray]:
     """(the labels a user would have, which faces were flipped)."""
     n = len(faces.names)
     flipped = np.zeros(n, bool)
+    if faces.noise is not None:  # honest probabilities: only the labels their teacher learned from
+        if scenario != f"noisy_{faces.noise}":
+            sys.exit(f"error: these probabilities come from a teacher trained on {faces.noise} noise; run --scenarios noisy_{faces.noise}")
+        return list(faces.given), faces.flipped.copy()
     if scenario == "unlabeled":
         return [None] * n, flipped
     rng = np.random.default_rng(seed + 1)
@@ -327,13 +350,14 @@ def baseline_accuracy(faces: Faces, scenario: str) -> float:
     """Label accuracy with nobody reviewing: the teacher's (unlabeled) or the given labels' (noisy)."""
     if scenario == "unlabeled":
         return float(np.mean([_teacher_label(faces, i) == t for i, t in enumerate(faces.truth)]))
-    return 1.0 - NOISE
+    return 1.0 - float(faces.flipped.mean()) if faces.flipped is not None else 1.0 - NOISE
 
 
 def summarize(runs: list[Run], faces: Faces, budgets: tuple[float, ...]) -> dict[str, Any]:
     n = len(faces.names)
     out: dict[str, Any] = {"faces": n, "temperature": faces.temperature, "budgets": list(budgets), "threshold": THRESHOLD, "noise": NOISE,
-                           "teacher_accuracy": baseline_accuracy(faces, "unlabeled"), "scenarios": {}}
+                           "teacher_accuracy": baseline_accuracy(faces, "unlabeled"), "scenarios": {},
+                           "teacher": f"honest: trained on the {faces.noise} flips" if faces.noise else "trained on the original labels (upper bound)"}
     for run in runs:
         sc = out["scenarios"].setdefault(run.scenario, {"accuracy_without_review": baseline_accuracy(faces, run.scenario)})
         key = run.strategy if run.reviewer == "exact" else f"{run.strategy}/{run.reviewer}"
@@ -355,8 +379,10 @@ def summarize(runs: list[Run], faces: Faces, budgets: tuple[float, ...]) -> dict
 def markdown(summary: dict[str, Any], minutes: float) -> str:
     budgets = summary["budgets"]
     n = summary["faces"]
-    lines = ["## Curation efficiency (bench/curation.py)\n",
-             f"{n} FER2013 train faces (random sample), teacher = out-of-fold probabilities from `{summary.get('probs', '?')}` "
+    honest = summary.get("teacher", "").startswith("honest")
+    lines = ["## Curation efficiency (bench/curation.py)" + (", honest teacher" if honest else "") + "\n",
+             f"{n} FER2013 train faces (random sample), teacher = out-of-fold probabilities from `{summary.get('probs', '?')}`, "
+             f"{summary.get('teacher', 'trained on the original labels (upper bound)')} "
              f"(accuracy {100 * summary['teacher_accuracy']:.1f} % on this sample; temperature {summary['temperature']:.2f} fitted on the "
              f"other train faces), routing threshold {summary['threshold']}, {int(100 * summary['noise'])} % label noise in the noisy "
              f"scenarios. Every answer went through the embedded Label Studio (push, SDK annotations in queue order, pull); accuracy "
@@ -378,8 +404,13 @@ def markdown(summary: dict[str, Any], minutes: float) -> str:
             best = row["min_reviewed_share_for_98"]
             lines.append(f"| {key} | " + " | ".join(cells) + f" | {'%.0f %%' % (100 * best) if best is not None else 'not reached'} |")
         lines.append("")
-    lines.append("![label accuracy against reviewed share](results/curation.png)\n")
+    lines.append(f"![label accuracy against reviewed share](results/{section_name(summary)}.png)\n")
     return "\n".join(lines)
+
+
+def section_name(summary: dict[str, Any]) -> str:
+    """An honest teacher's runs get their own section, beside the upper bound's."""
+    return "curation-honest" if summary.get("teacher", "").startswith("honest") else "curation"
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -485,6 +516,9 @@ def main() -> None:
         sys.exit(f"error: {args.data}: no train/<class> folders (pass --data)")
     started = time.perf_counter()
     faces = load_faces(args.data, args.probs, args.faces, args.seed)
+    if faces.noise is not None and args.scenarios == ",".join(SCENARIOS):  # the default grid: only what the teacher learned from
+        args.scenarios = f"noisy_{faces.noise}"
+        args.reviewer_variants = args.reviewer_variants.replace("noisy_confusable/", f"noisy_{faces.noise}/")
     work = Path(tempfile.mkdtemp(prefix="curate-bench-curation-"))
     home = work / "home"
     os.environ["CURATE_HOME"] = str(home)
@@ -509,12 +543,12 @@ def main() -> None:
     minutes = (time.perf_counter() - started) / 60
     summary["probs"] = os.path.relpath(args.probs, BENCH.parent)
     if args.merge:
-        summary, minutes = merged(summary, minutes, BENCH / "results" / "curation.json")
+        summary, minutes = merged(summary, minutes, BENCH / "results" / f"{section_name(summary)}.json")
     summary["minutes"] = round(minutes, 1)
     from bench._results import write_section
 
-    plot(summary, BENCH / "results" / "curation.png")
-    write_section("curation", markdown(summary, minutes), summary)
+    plot(summary, BENCH / "results" / f"{section_name(summary)}.png")
+    write_section(section_name(summary), markdown(summary, minutes), summary)
     shutil.rmtree(work, ignore_errors=True)
 
 

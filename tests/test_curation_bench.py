@@ -101,3 +101,33 @@ def test_small_curation_benchmark_through_label_studio(tmp_path: Path, curate_ho
     project = next(p for p in ls.projects.list() if p.title == project_title(dataset))
     annotated = [t for t in ls.tasks.list(project=project.id, fields="all") if t.annotations]
     assert len(annotated) == round(0.5 * n)
+
+
+def test_honest_probabilities_bring_the_labels_their_teacher_learned_from(tmp_path: Path) -> None:
+    """An .npz from `bench/cpu_teacher.py --noise` carries the given (noisy) labels and the flip mask: the benchmark uses
+    exactly those for the matching scenario, fits the temperature on them, and refuses a scenario the teacher never saw."""
+    from curate.taxonomy import EMOTIONS
+
+    data = tmp_path / "fer"
+    probs_file = _faces_and_teacher(data, 300, accuracy=0.75)
+    z = dict(np.load(probs_file))
+    rng = np.random.default_rng(3)
+    truth = {p.name: p.parent.name for p in (data / "train").rglob("*.jpg")}
+    flipped = rng.random(len(z["uids"])) < 0.2
+    given = [curation.CONFUSABLE[truth[u]] if f else truth[u] for u, f in zip(z["uids"], flipped)]
+    honest = tmp_path / "honest.npz"
+    np.savez(honest, uids=z["uids"], probs=z["probs"], given=np.array(given), flipped=flipped, noise=np.array("confusable"))
+
+    faces = curation.load_faces(data, honest, 120, seed=0)
+    labels, mask = curation.given_labels(faces, "noisy_confusable", seed=0)
+    by_name = dict(zip(z["uids"], given))
+    assert labels == [by_name[n] for n in faces.names] and (mask == faces.flipped).all()
+    assert [label != t for label, t in zip(labels, faces.truth)] == mask.tolist(), "a flip is exactly a wrong given label"
+    assert curation.baseline_accuracy(faces, "noisy_confusable") == pytest.approx(1 - mask.mean())
+    with pytest.raises(SystemExit, match="trained on confusable noise"):
+        curation.given_labels(faces, "noisy_uniform", seed=0)
+    summary = curation.summarize([], faces, (0.1,))
+    assert curation.section_name(summary) == "curation-honest" and summary["teacher"].startswith("honest")
+    plain = curation.load_faces(data, probs_file, 120, seed=0)
+    assert plain.noise is None and curation.section_name(curation.summarize([], plain, (0.1,))) == "curation"
+    assert set(EMOTIONS) >= set(labels)
