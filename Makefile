@@ -9,7 +9,8 @@ WORKFLOW ?= auto
 setup:
 	@bash scripts/setup.sh $(VENV)
 
-run: setup
+run:  # setup, with the review server's venv built alongside (scripts/setup.sh --label-studio)
+	@bash scripts/setup.sh $(VENV) --label-studio
 	$(VENV)/bin/curate run $(WORKFLOW)
 
 LS_VENV ?= $(CURDIR)/.ls-venv

@@ -15,6 +15,7 @@ Signals (higher = likelier wrong):
 - ``curate``: the shipped order (`review push --routing likelihood`: cleanlab's flags first, each by self-confidence);
 - ``knn``: 1 - share of the face's 10 nearest neighbours (cosine, the teacher's embeddings) that carry its given label;
 - ``oof+knn``: 1 - the mean of the two probabilities of the given label;
+- ``curate+knn``: the shipped order with cleanlab's flags ranked by that mean instead of self-confidence alone;
 - ``duplicates``: ``oof``, with faces whose near-duplicate group holds another label first (FER2013 has ~2,000 groups);
 - ``random``: a seeded shuffle.
 """
@@ -103,11 +104,17 @@ def signal_orders(probs: np.ndarray, given: np.ndarray, knn: np.ndarray, conflic
     orders = {name: np.argsort(-score, kind="stable") for name, score in scores.items()}
     found = label_issues(given, probs)
     calibrated = softmax(np.log(np.clip(probs, 1e-8, 1.0)), temperature)
-    cands = [Candidate(str(i), EMOTIONS[g], EMOTIONS[int(p.argmax())], float(p.max()), bool(f), float(q))
-             for i, (g, p, f, q) in enumerate(zip(given, calibrated, found.is_issue, found.quality))]
-    routed = [int(r.uid) for r in route(cands, 0.9)]
-    rest = np.setdiff1d(np.arange(n), routed)  # faces routing never queues come last, likeliest errors first among them
-    orders["curate"] = np.r_[np.array(routed, int), rest[np.argsort(-(1 - p_given[rest]), kind="stable")]]
+
+    def shipped(quality: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        """`review push --routing likelihood` with ``quality`` as the label quality; faces it never queues follow by ``tail``."""
+        cands = [Candidate(str(i), EMOTIONS[g], EMOTIONS[int(p.argmax())], float(p.max()), bool(f), float(q))
+                 for i, (g, p, f, q) in enumerate(zip(given, calibrated, found.is_issue, quality))]
+        routed = [int(r.uid) for r in route(cands, 0.9)]
+        rest = np.setdiff1d(np.arange(n), routed)
+        return np.r_[np.array(routed, int), rest[np.argsort(-tail[rest], kind="stable")]]
+
+    orders["curate"] = shipped(found.quality, 1 - p_given)
+    orders["curate+knn"] = shipped(0.5 * (found.quality + knn_given), scores["oof+knn"])  # cleanlab's flags, ranked by both
     orders["random"] = np.random.default_rng(seed).permutation(n)
     return orders
 

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Create the project's virtual environment (default .venv) on a fresh machine, idempotently.
-#   scripts/setup.sh [VENV_DIR] [--test]
+#   scripts/setup.sh [VENV_DIR] [--test] [--label-studio]
+# --label-studio (what `make run` passes) installs the review server's own venv at the same time as the project's,
+# where the workflow would otherwise install it later: two single-core pip runs overlap on two cores, which took
+# ~3 minutes off a fresh `make run` (bench/RESULTS.md "make run"). Its path follows curate/review/server.py:
+# CURATE_LABEL_STUDIO_VENV, else $CURATE_HOME/label-studio/venv (CURATE_HOME defaults to ~/.local/share/curate,
+# curate/settings.py). A failure here is only a warning: the workflow installs it again and says why if it cannot.
 # --test also installs what the test suite talks to: a PostgreSQL server and Chromium (Debian packages)
 # when running as root with apt-get, and Label Studio in its own venv. Locally a failed install is a
 # warning and those tests skip, saying why; under CI (CI=true) it is an error: CI must not pass by skipping.
@@ -10,9 +15,11 @@ cd "$(dirname "$0")/.."
 
 venv=.venv
 with_test=0
+with_ls=0
 for arg in "$@"; do
   case "$arg" in
     --test) with_test=1 ;;
+    --label-studio) with_ls=1 ;;
     *) venv="$arg" ;;
   esac
 done
@@ -61,6 +68,14 @@ if [ -f "$venv/.deps-hash" ] && [ "$(cat "$venv/.deps-hash")" = "$hash" ] && [ -
 fi
 
 echo "setting up $venv (torch first, then curate in editable mode; a few minutes)"
+ls_pid=""
+run_ls_venv=${CURATE_LABEL_STUDIO_VENV:-${CURATE_HOME:-$HOME/.local/share/curate}/label-studio/venv}
+if [ "$with_ls" = 1 ] && [ -z "${LABEL_STUDIO_URL:-}" ] && [ ! -x "$run_ls_venv/bin/label-studio" ]; then
+  echo "installing Label Studio $ls_version into $run_ls_venv meanwhile (the review server of make run)"
+  mkdir -p "$(dirname "$run_ls_venv")"
+  ("$python" -m venv "$run_ls_venv" && "$run_ls_venv/bin/python" -m pip install -q "label-studio==$ls_version") >"$run_ls_venv.log" 2>&1 &
+  ls_pid=$!
+fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 log="$venv/setup.log"
 step() {  # quiet unless it fails; then the tail of the log says why
@@ -76,4 +91,8 @@ step "$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
 # Exact versions from the committed lock (constraints): the same packages on every machine.
 step "$venv/bin/python" -m pip install -q -c requirements.lock -e '.[dev]'
 echo "$hash" >"$venv/.deps-hash"
+if [ -n "$ls_pid" ] && ! wait "$ls_pid"; then
+  echo "warning: installing Label Studio into $run_ls_venv failed (see $run_ls_venv.log); the workflow will try again" >&2
+  rm -rf "$run_ls_venv"
+fi
 echo "ready: $venv/bin/curate"

@@ -150,31 +150,40 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
     ls.annotations.create(id=by_uid[majority].id, result=_choice("surprise"), completed_by=bob.id)
     ls.annotations.create(id=by_uid[majority].id, result=_choice("surprise"), completed_by=carol.id)
     ls.annotations.create(id=by_uid[majority].id, result=_choice("anger"))
+    # The teacher's out-of-fold view of the two shared faces: CROWDLAB weighs it with the annotators (curate/review/consensus.py).
+    from curate.store import fo_store
+    from curate.taxonomy import EMOTIONS
+
+    leaning = {tie: "fear", majority: "surprise"}
+    fo_store.load_dataset(setup.name, create=False).set_values(
+        "prelabel_oof", {u: [0.72 if e == label else 0.04 for e in EMOTIONS] for u, label in leaning.items()}, key_field="sample_uid")
 
     pulled = last_json(cli("review", "pull", "--dataset", setup.name, "--json"))
-    assert (pulled["changed"], pulled["done"], pulled["skipped"], pulled["conflict"], pulled["new_human_labels"]) == (5, 3, 1, 1, 3)
+    assert (pulled["changed"], pulled["done"], pulled["skipped"], pulled["conflict"], pulled["new_human_labels"]) == (5, 3, 1, 1, 4)
+    assert pulled["decided_by_crowdlab"] == 1 and set(pulled["annotator_quality"]) == {"admin@curate.local", "bob@curate.test", "carol@curate.test"}
     events = {uid: row for uid, *row in sql_rows(setup.url, """
         SELECT s.uid, e.label, e.actor, e.previous_label, e.ls_task_id, e.ls_annotation_id, e.ls_project_id
         FROM label_events e JOIN samples s ON s.id = e.sample_id WHERE e.source = 'human'""")}
-    assert set(events) == {accept, change, majority}
+    assert set(events) == {accept, change, majority, tie}
     assert events[accept][:4] == [setup.model[accept][0], "admin@curate.local", setup.labels[accept], by_uid[accept].id]
     assert events[change][:2] == [changed_to, "admin@curate.local"] and events[change][2] == setup.labels[change]
     assert events[majority][:2] == ["surprise", "bob@curate.test,carol@curate.test"]
-    assert all(e[5] == project and e[4] for e in events.values()), "Label Studio project and annotation ids are recorded"
+    assert events[tie][:3] == ["fear", "crowdlab:admin@curate.local,bob@curate.test", setup.labels[tie]], \
+        "the 1-1 tie goes to the answer the teacher leans to, and says who decided it"
+    assert all(e[5] == project and e[3] and (e[4] or u == tie) for u, e in events.items()), "Label Studio ids are recorded"
     states = dict(sql_rows(setup.url, "SELECT s.uid, t.state FROM review_tasks t JOIN samples s ON s.id = t.sample_id"))
-    assert (states[accept], states[skip], states[tie]) == ("done", "skipped", "pending")
+    assert (states[accept], states[skip], states[tie]) == ("done", "skipped", "done")
     current = dict(sql_rows(setup.url, "SELECT s.uid, c.label FROM current_labels c JOIN samples s ON s.id = c.sample_id WHERE c.source='human'"))
-    assert current == {accept: setup.model[accept][0], change: changed_to, majority: "surprise"}
-
-    from curate.store import fo_store
+    assert current == {accept: setup.model[accept][0], change: changed_to, majority: "surprise", tie: "fear"}
 
     ds = fo_store.load_dataset(setup.name, create=False)
     ds.reload()
     view = {s.sample_uid: s for s in ds.select_by("sample_uid", [accept, change, skip, tie, majority])}
     assert view[change].label.label == changed_to and view[change].reviewed is True
     assert view[majority].review_agreement == pytest.approx(2 / 3)
-    assert view[tie].review_conflict is True and view[tie].reviewed is False and view[skip].review_status == "skipped"
-    decided = {accept: setup.model[accept][0], change: changed_to, majority: "surprise"}
+    assert view[tie].review_conflict is True and view[tie].review_status == "conflict", "a tie CROWDLAB decided stays in sight"
+    assert view[tie].reviewed is True and view[skip].review_status == "skipped"
+    decided = {accept: setup.model[accept][0], change: changed_to, majority: "surprise", tie: "fear"}
     assert set(ds.load_saved_view("relabeled").values("sample_uid")) == {u for u, label in decided.items() if label != setup.labels[u]}
 
     # Pulling again changes nothing; an edited annotation becomes a new event and keeps the old one.
@@ -206,8 +215,9 @@ def test_push_review_pull_end_to_end_on_the_embedded_server(tmp_path: Path, labe
     assert (status["tasks"], status["done"], status["skipped"], status["conflict"], status["cancelled"]) == (len(setup.routed), 3, 1, 1, 1)
     assert status["pending"] == len(setup.routed) - 6
     decided[change] = edited_to
-    assert status["human_changed_label"] == pytest.approx(sum(decided[u] != setup.labels[u] for u in decided) / 3, abs=1e-4)
-    assert status["agreement_with_model"] == pytest.approx(sum(decided[u] == setup.model[u][0] for u in decided) / 3, abs=1e-4)
+    assert status["human_changed_label"] == pytest.approx(sum(decided[u] != setup.labels[u] for u in decided) / 4, abs=1e-4)
+    assert status["agreement_with_model"] == pytest.approx(sum(decided[u] == setup.model[u][0] for u in decided) / 4, abs=1e-4)
+    assert set(status["annotator_quality"]) == {"admin@curate.local", "bob@curate.test", "carol@curate.test"}
     assert status["multi_annotated"] == 2 and status["annotator_agreement"] == pytest.approx((0.5 + 2 / 3) / 2, abs=1e-4)
     assert sum(c["done"] for c in status["per_class"].values()) == 3
 

@@ -183,3 +183,46 @@ def test_project_titles_fit_label_studio_and_stay_distinct() -> None:
     a, b = project_title("a_long_dataset_name_from_a_benchmark_run_number_one"), project_title("a_long_dataset_name_from_a_benchmark_run_number_two")
     assert len(a) <= TITLE_MAX and len(b) <= TITLE_MAX and a != b
     assert a == project_title("a_long_dataset_name_from_a_benchmark_run_number_one"), "found again by the same title"
+
+
+def _two_annotators(n: int, careless_right: float, seed: int = 0) -> tuple[dict, dict, dict]:
+    """``n`` tasks answered by a careful annotator (always right) and a careless one (right ``careless_right`` of the
+    time, else the next emotion), with a teacher that leans to the truth (0.47 against 0.08 for each other class)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    answers, probs, truth = {}, {}, {}
+    for t in range(n):
+        y = EMOTIONS[int(rng.integers(0, 7))]
+        wrong = EMOTIONS[(EMOTIONS.index(y) + 1) % 7]
+        answers[t] = {"careful@x": y, "careless@x": y if rng.random() < careless_right else wrong}
+        p = np.full(8, 0.08)
+        p[EMOTIONS.index(y)] = 0.44
+        probs[t], truth[t] = p / p.sum(), y
+    return answers, probs, truth
+
+
+def test_crowdlab_decides_two_annotator_ties_from_the_teacher_and_ranks_the_careful_annotator_first() -> None:
+    from curate.review.consensus import crowdlab
+
+    answers, probs, truth = _two_annotators(60, careless_right=0.6)
+    ties = [t for t, a in answers.items() if len(set(a.values())) > 1]
+    assert len(ties) >= 15, "the careless annotator disagrees often enough to matter"
+    answers[99], probs[99] = {"careful@x": "happy"}, probs[0]  # one answer: the majority's business, not CROWDLAB's
+    found = crowdlab(answers, probs)
+    assert all(found.labels[t] == truth[t] for t in ties), "every tie goes to the truth the teacher leans to"
+    assert 99 not in found.labels and set(found.labels) == set(range(60))
+    assert found.annotator_quality["careful@x"] > found.annotator_quality["careless@x"]
+    assert found.annotator_tasks == {"careful@x": 61, "careless@x": 60}
+    assert all(0.0 <= q <= 1.0 for q in found.quality.values())
+    assert min(found.quality[t] for t in ties) < min(found.quality[t] for t in found.labels if t not in ties), "a tie is less sure"
+
+
+def test_crowdlab_waits_for_two_annotators_on_one_face_and_ignores_non_emotions() -> None:
+    import numpy as np
+
+    from curate.review.consensus import crowdlab
+
+    flat = np.full(8, 1 / 8)
+    assert crowdlab({1: {"a@x": "sad"}, 2: {"b@x": "fear"}}, {1: flat, 2: flat}) is None, "no face answered twice yet"
+    assert crowdlab({1: {"a@x": "sad", "b@x": "not_a_face"}}, {1: flat}) is None, "'not a face' is no emotion to weigh"

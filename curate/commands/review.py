@@ -22,6 +22,8 @@ def _status_human(r: Reporter) -> None:
 
     r.say(f"humans changed the label in {pct(s['human_changed_label'])} of decided tasks; agreed with the model in "
           f"{pct(s['agreement_with_model'])}; annotator agreement {pct(s['annotator_agreement'])} over {s['multi_annotated']} multi-annotated tasks")
+    for annotator, quality in sorted((s.get("annotator_quality") or {}).items(), key=lambda kv: -kv[1]):
+        r.say(f"  annotator {annotator}: quality {quality:.2f} (CROWDLAB)")
     removed = s.get("removed_by_review") or {}
     if any(removed.values()):
         r.say("out of the working set by review: " + ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in removed.items()))

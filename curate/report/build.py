@@ -93,6 +93,14 @@ def _faces(faces: list[dict[str, Any]]) -> str:
     return '<div class="faces">' + "".join(cells) + "</div>" if cells else "<p class=muted>none</p>"
 
 
+def _annotators(quality: dict[str, float] | None) -> str:
+    """Each annotator's CROWDLAB quality, best first (nothing until two people answered the same face)."""
+    if not quality:
+        return ""
+    listed = ", ".join(f"{html.escape(a)} {q:.2f}" for a, q in sorted(quality.items(), key=lambda kv: -kv[1]))
+    return f"Annotator quality (CROWDLAB, from the faces two or more people answered): {listed}."
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
@@ -176,7 +184,8 @@ image-rendering:pixelated;border-radius:4px;border:1px solid #d1d5db}} figcaptio
 <p>{review['tasks']} tasks: {review['pending']} pending, {review['done']} done, {review['skipped']} skipped, {review['conflict']} tied.
 People changed the label in {_pct(review['human_changed_label'])} of decided tasks and agreed with the model in
 {_pct(review['agreement_with_model'])}. Reviewers took {review['removed_by_review']['not_a_face']} faces out of the working set as
-"not a face" and {review['removed_by_review']['unclear']} as "unclear" (FiftyOne views <code>not_a_face</code>, <code>unclear</code>).</p>
+"not a face" and {review['removed_by_review']['unclear']} as "unclear" (FiftyOne views <code>not_a_face</code>, <code>unclear</code>).
+{_annotators(review.get('annotator_quality'))}</p>
 <table><tr><th>label at push</th><th>pending</th><th>done</th><th>skipped</th><th>tied</th></tr>{review_rows}</table>
 <h2 id="models">Models</h2>
 <table><tr><th>kind</th><th>checkpoint</th><th>arch</th><th>created</th><th>on</th><th>accuracy</th><th>balanced</th><th>macro-F1</th>

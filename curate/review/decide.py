@@ -3,8 +3,9 @@
 - Each annotator counts once, with their latest annotation (an edit replaces their earlier answer).
 - A skipped (cancelled) annotation is no vote. A task whose annotators all skipped is ``skipped``.
 - The answer with the most votes wins: an emotion (the new label) or a removal ("not a face", "unclear":
-  the face leaves the working set, ``removal`` names why). A tie is a ``conflict``: no label is decided and the task
-  stays open for another annotator (Label Studio's overlap setting), flagged in ``curate review status``.
+  the face leaves the working set, ``removal`` names why). A tie is a ``conflict``: no label is decided here and the
+  task is flagged in ``curate review status``. This is the first step only: once two people answered the same face,
+  the pull asks CROWDLAB (curate/review/consensus.py), which decides ties and may overrule a majority.
 - ``signature`` fingerprints every annotation (id, edit time, cancelled), so a pull can tell at once
   that nothing happened to a task since the previous pull.
 """
@@ -34,6 +35,7 @@ class Decision:
     decided_at: dt.datetime | None = None
     signature: str = ""
     removal: str | None = None  # "not_a_face" or "unclear" when that answer won
+    answers: dict[str, str] = field(default_factory=dict)  # annotator -> their latest answer (what CROWDLAB weighs)
 
 
 def parse_time(value: Any) -> dt.datetime:
@@ -65,8 +67,8 @@ def decide(annotations: Sequence[Mapping[str, Any]]) -> Decision:
     (top, top_n), *rest = votes.most_common()
     agreement = top_n / sum(votes.values())
     if rest and rest[0][1] == top_n:
-        return Decision("conflict", None, dict(votes), agreement, signature=signature)
+        return Decision("conflict", None, dict(votes), agreement, signature=signature, answers=answers)
     voters = tuple(sorted(who for who, label in answers.items() if label == top))
     deciding = max((latest[w] for w in voters), key=lambda a: (parse_time(a["updated_at"]), a["id"]))
     label, removal = (top, None) if top in EMOTIONS else (None, top)
-    return Decision("done", label, dict(votes), agreement, voters, int(deciding["id"]), parse_time(deciding["updated_at"]), signature, removal)
+    return Decision("done", label, dict(votes), agreement, voters, int(deciding["id"]), parse_time(deciding["updated_at"]), signature, removal, answers)

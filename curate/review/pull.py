@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
+from typing import Any, Callable
 
 from curate.review import project as proj
 from curate.review.decide import Decision, decide
@@ -82,16 +82,40 @@ def pull(settings, dataset: str, full: bool = False) -> dict[str, Any]:  # noqa:
 
         with session.session_scope(url) as db:
             adopted = adopt_orphans(listed, db, dataset_id, project)  # a push killed mid-way left these unrecorded
-            counts = _apply(db, dataset_id, project, tasks, complete=since is None)
+            counts = _apply(db, dataset_id, project, tasks, complete=since is None, probs_for=lambda uids: teacher_probabilities(dataset, uids))
             # In the same transaction: a pull that dies before committing does not move the watermark.
             db.add(ReviewPull(dataset_id=dataset_id, ls_project_id=project, listed_from=listed_from, full=since is None, listed=len(listed),
-                              changed=counts["changed"], new_human_labels=counts["new_human_labels"]))
+                              changed=counts["changed"], new_human_labels=counts["new_human_labels"],
+                              annotator_quality=counts["annotator_quality"]))
             return {"adopted_from_interrupted_push": adopted, **counts}
 
     counts = _with_retry(write)
     mirror_from_ledger(url, settings.home, dataset, dataset_id, project)
     return {"dataset": dataset, "server": server.url, "project": project, "incremental_since": since.isoformat() if since else None,
             "listed": len(listed), **counts}
+
+
+def teacher_probabilities(dataset: str, uids: list[str]) -> dict[str, Any]:
+    """uid -> the teacher's probabilities (EMOTIONS order) for CROWDLAB: out-of-fold where the teacher trained on the face
+    (``prelabel_oof``: a teacher must not vouch for a label it learned), else its pre-label probabilities."""
+    import numpy as np
+
+    from curate.models.calibrate import softmax
+    from curate.store import fo_store
+
+    ds = fo_store.load_dataset(dataset, create=False)
+    schema = ds.get_field_schema()
+    view = ds.select_by("sample_uid", uids)
+    found = view.values("sample_uid")
+    oof = view.values("prelabel_oof") if "prelabel_oof" in schema else [None] * len(found)
+    logits = view.values("prelabel.logits") if "prelabel" in schema else [None] * len(found)
+    out: dict[str, Any] = {}
+    for uid, p, z in zip(found, oof, logits):
+        if p is not None:
+            out[uid] = np.asarray(p, np.float64)
+        elif z is not None:
+            out[uid] = softmax(np.asarray(z, np.float64)[None])[0]
+    return out
 
 
 def _watermark(url: str, dataset_id: int, project: int) -> dt.datetime | None:
@@ -111,20 +135,22 @@ def _watermark(url: str, dataset_id: int, project: int) -> dt.datetime | None:
     return newest - dt.timedelta(seconds=2)
 
 
-def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, Any]]], complete: bool) -> dict[str, Any]:  # noqa: ANN001
-    """Apply the listed tasks' decisions; ``complete`` (every task was listed) lets a missing task count as deleted."""
+def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, Any]]], complete: bool,  # noqa: ANN001
+           probs_for: Callable[[list[str]], dict[str, Any]] = lambda uids: {}) -> dict[str, Any]:
+    """Apply the listed tasks' decisions; ``complete`` (every task was listed) lets a missing task count as deleted.
+
+    Three steps: each changed task's majority (curate/review/decide.py); CROWDLAB over every task's answers with the
+    teacher's probabilities from ``probs_for`` (curate/review/consensus.py; annotator quality comes from all shared
+    tasks, so an unchanged task's consensus may move too); then the label events, removals and states."""
     from curate.review.records import known_tasks
     from curate.store.sql import ledger
     from curate.store.sql.models import ReviewResult, utcnow
 
-    known = {t.ls_task_id: (t, r) for t, r in known_tasks(db, dataset_id, project).values()}
-    current = ledger.current_labels(db, dataset_id)
-    removed = ledger.current_removals(db, dataset_id)
-    events: list[dict[str, Any]] = []
-    removals: list[dict[str, Any]] = []
+    known = {t.ls_task_id: (uid, t, r) for uid, (t, r) in known_tasks(db, dataset_id, project).items()}
     counts = {"unchanged": 0, "changed": 0, "done": 0, "skipped": 0, "conflict": 0, "deleted_on_server": 0}
     now = utcnow()
-    for task_id, (task, result) in known.items():
+    decided: dict[int, Decision] = {}
+    for task_id, (_, task, result) in known.items():
         if task_id not in tasks:
             if not complete:
                 counts["unchanged"] += 1
@@ -136,26 +162,49 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
         if result is None:
             result = ReviewResult(review_task_id=task.id, conflict=False)
             db.add(result)
+            known[task_id] = (known[task_id][0], task, result)
         if (result.annotations_sig or _UNTOUCHED) == decision.signature:
             counts["unchanged"] += 1
             continue
         counts["changed"] += 1
         if decision.state in counts:
             counts[decision.state] += 1
-        key = f"ls{project}:t{task_id}:a{decision.annotation_id}:{decision.decided_at.isoformat() if decision.decided_at else ''}"
-        ids = {"ls_project_id": project, "ls_task_id": task_id, "ls_annotation_id": decision.annotation_id}
-        was_removed = removed.get(task.sample_id)
-        if decision.state == "done" and decision.removal is not None and (was_removed is None or was_removed[0] != decision.removal):
-            actor = ",".join(decision.voters)[:200]
-            removals.append({"sample_id": task.sample_id, "removed": True, "reason": decision.removal, "actor": actor,
-                             "created_at": decision.decided_at, **ids, "dedup_key": f"removed:{key}:{decision.removal}"})
-            removed[task.sample_id] = (decision.removal, actor)
-            result.human_label = None  # the latest decision is no label; an emotion chosen later is a new event
-        elif decision.state == "done" and decision.label is not None and was_removed is not None:
-            removals.append({"sample_id": task.sample_id, "removed": False, "reason": None, "actor": ",".join(decision.voters)[:200],
-                             "created_at": decision.decided_at, **ids, "dedup_key": f"returned:{key}"})
-            del removed[task.sample_id]
-        if decision.state == "done" and decision.label is not None and decision.label != result.human_label:
+        decided[task_id] = decision
+        result.answers = dict(decision.answers) or None
+    crowd = _consensus(known, probs_for)
+
+    current = ledger.current_labels(db, dataset_id)
+    removed: dict[int, tuple[str, str] | None] = dict(ledger.current_removals(db, dataset_id))
+    events: list[dict[str, Any]] = []
+    removals: list[dict[str, Any]] = []
+    for task_id, (_, task, result) in known.items():
+        decision = decided.get(task_id)
+        crowd_label = crowd.labels.get(task_id) if crowd else None
+        if result is not None and crowd is not None:
+            result.consensus_quality = crowd.quality.get(task_id)
+        if decision is not None:
+            change = _removal_change(decision, project, task_id, task.sample_id, removed.get(task.sample_id))
+            if change is not None:
+                removals.append(change)
+                removed[task.sample_id] = (change["reason"], change["actor"]) if change["removed"] else None
+                if change["removed"]:
+                    result.human_label = None  # the latest decision is no label; an emotion chosen later is a new event
+            task.state, task.updated_at = _STATE_OF[decision.state], now
+            result.votes, result.agreement, result.conflict = decision.votes or None, decision.agreement, decision.state == "conflict"
+            result.annotations_sig, result.pulled_at = decision.signature, now
+        decided_removal = decision.removal if decision is not None else (result is not None and not result.conflict and not result.human_label)
+        majority = decision.label if decision is not None and decision.state == "done" else None
+        if crowd_label is not None and crowd_label != majority and not decided_removal and crowd_label != result.human_label:
+            # CROWDLAB decides a tie, overrules a majority, or moves an earlier consensus: one event, its own actor
+            previous = current.get(task.sample_id, (None, None))[0]
+            events.append({
+                "sample_id": task.sample_id, "label": crowd_label, "source": "human", "created_at": now, "previous_label": previous,
+                "actor": ("crowdlab:" + ",".join(sorted(result.answers or {})))[:200], "ls_project_id": project, "ls_task_id": task_id,
+                "ls_annotation_id": None, "dedup_key": f"crowdlab:ls{project}:t{task_id}:{result.annotations_sig}:{result.human_label}->{crowd_label}"[:200],
+            })
+            result.human_label = crowd_label
+            task.state, task.updated_at = "done", now  # a tie stays flagged (result.conflict) but is decided
+        elif majority is not None and majority != result.human_label:
             previous = current.get(task.sample_id, (None, None))[0]
             events.append({
                 "sample_id": task.sample_id, "label": decision.label, "source": "human", "actor": ",".join(decision.voters)[:200],
@@ -164,11 +213,38 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
                 "dedup_key": f"human:ls{project}:t{task_id}:a{decision.annotation_id}:{decision.decided_at.isoformat()}:{decision.label}",
             })
             result.human_label = decision.label
-        task.state, task.updated_at = _STATE_OF[decision.state], now
-        result.votes, result.agreement, result.conflict = decision.votes or None, decision.agreement, decision.state == "conflict"
-        result.annotations_sig, result.pulled_at = decision.signature, now
     ledger.append_label_events(db, events)
     ledger.append_removals(db, removals)
     return {**counts, "new_human_labels": len(events), "label_changes": sum(1 for e in events if e["label"] != e["previous_label"]),
+            "decided_by_crowdlab": sum(1 for e in events if e["actor"].startswith("crowdlab:")),
+            "annotator_quality": crowd.annotator_quality if crowd else None,
             "removed": {reason: sum(1 for r in removals if r["reason"] == reason) for reason in REMOVAL_REASONS},
             "returned_to_working_set": sum(1 for r in removals if not r["removed"])}
+
+
+def _consensus(known: dict[int, tuple[str, Any, Any]], probs_for: Callable[[list[str]], dict[str, Any]]):  # noqa: ANN202
+    """CROWDLAB over every task answered by two or more annotators (curate/review/consensus.py), or None when it
+    cannot run yet; the teacher's probabilities are read only then."""
+    from curate.review.consensus import crowdlab
+
+    answers = {task_id: dict(result.answers) for task_id, (_, _, result) in known.items() if result is not None and result.answers}
+    if not any(len(a) >= 2 for a in answers.values()):
+        return None
+    uid_of = {task_id: known[task_id][0] for task_id in answers}
+    probs = probs_for(sorted(set(uid_of.values())))
+    return crowdlab(answers, {task_id: probs[uid] for task_id, uid in uid_of.items() if uid in probs})
+
+
+def _removal_change(decision: Decision, project: int, task_id: int, sample_id: int, was_removed: tuple[str, str] | None) -> dict[str, Any] | None:
+    """The review_removals row a decision adds: the face taken out ("not a face", "unclear"), brought back (an emotion
+    after a removal), or None (nothing changes for the working set)."""
+    if decision.state != "done":
+        return None
+    takes_out = decision.removal is not None and (was_removed is None or was_removed[0] != decision.removal)
+    brings_back = decision.label is not None and was_removed is not None
+    if not (takes_out or brings_back):
+        return None
+    key = f"ls{project}:t{task_id}:a{decision.annotation_id}:{decision.decided_at.isoformat() if decision.decided_at else ''}"
+    return {"sample_id": sample_id, "removed": takes_out, "reason": decision.removal if takes_out else None,
+            "actor": ",".join(decision.voters)[:200], "created_at": decision.decided_at, "ls_project_id": project, "ls_task_id": task_id,
+            "ls_annotation_id": decision.annotation_id, "dedup_key": f"removed:{key}:{decision.removal}" if takes_out else f"returned:{key}"}

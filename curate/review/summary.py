@@ -2,8 +2,9 @@
 
 Per class (the label at push time): pending, done, skipped, conflicts. Then the figures a labeling
 lead asks for: how often humans changed the label, how often annotators agreed with each other
-(tasks with two or more votes), how often they agreed with the model, and how many faces they took
-out of the working set as "not a face" or "unclear".
+(tasks with two or more votes), how often they agreed with the model, each annotator's quality as
+CROWDLAB estimated it at the latest pull, and how many faces they took out of the working set as
+"not a face" or "unclear".
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def review_status(url: str, dataset: str) -> dict[str, Any]:
     from sqlalchemy import select
 
     from curate.store.sql import ledger, session
-    from curate.store.sql.models import ReviewResult, ReviewTask, Sample
+    from curate.store.sql.models import ReviewPull, ReviewResult, ReviewTask, Sample
 
     session.require_schema(url)
     with session.session_scope(url) as db:
@@ -37,6 +38,8 @@ def review_status(url: str, dataset: str) -> dict[str, Any]:
             .where(Sample.dataset_id == found.id)
         ).tuples().all()
         removed = ledger.current_removals(db, found.id)
+        quality = db.scalars(select(ReviewPull.annotator_quality).where(ReviewPull.dataset_id == found.id, ReviewPull.annotator_quality.is_not(None))
+                             .order_by(ReviewPull.id.desc()).limit(1)).first()
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: {"pending": 0, "done": 0, "skipped": 0, "conflict": 0, "cancelled": 0})
     changed = decided = with_model = model_agrees = multi = unanimous = 0
     agreement_sum = 0.0
@@ -66,5 +69,6 @@ def review_status(url: str, dataset: str) -> dict[str, Any]:
         "unanimous_share": _share(unanimous, multi),
         "multi_annotated": multi,
         "agreement_with_model": _share(model_agrees, with_model),
+        "annotator_quality": quality,  # CROWDLAB's estimate at the latest pull that could make one (two annotators on a task)
         "removed_by_review": {reason: sum(1 for r, _ in removed.values() if r == reason) for reason in REMOVAL_REASONS},
     }

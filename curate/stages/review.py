@@ -163,7 +163,8 @@ def _pull_human(r: Any) -> None:
           f"{s['done']} decided, {s['skipped']} skipped, {s['conflict']} tied; {s['new_human_labels']} new human labels, "
           f"{s['label_changes']} of them changing the label" + (f"; {s['deleted_on_server']} deleted in Label Studio" if s["deleted_on_server"] else "")
           + "".join(f"; {n} taken out of the working set as {reason.replace('_', ' ')!r}" for reason, n in s.get("removed", {}).items() if n)
-          + (f"; {s['returned_to_working_set']} back in the working set" if s.get("returned_to_working_set") else ""))
+          + (f"; {s['returned_to_working_set']} back in the working set" if s.get("returned_to_working_set") else "")
+          + (f"; {s['decided_by_crowdlab']} decided by CROWDLAB (ties and overruled majorities)" if s.get("decided_by_crowdlab") else ""))
 
 
 def _wait_human(r: Any) -> None:

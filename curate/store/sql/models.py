@@ -187,6 +187,8 @@ class ReviewResult(Base):
     conflict: Mapped[bool] = mapped_column(Boolean, default=False)
     annotations_sig: Mapped[str | None] = mapped_column(String(64))
     pulled_at: Mapped[dt.datetime | None] = mapped_column()
+    answers: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # annotator -> latest answer (emotion or removal reason)
+    consensus_quality: Mapped[float | None] = mapped_column(Float)  # CROWDLAB's, for tasks answered two or more times
 
 
 class ReviewPull(Base):
@@ -204,6 +206,7 @@ class ReviewPull(Base):
     changed: Mapped[int] = mapped_column(Integer)
     new_human_labels: Mapped[int] = mapped_column(Integer)
     finished_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    annotator_quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # annotator -> CROWDLAB quality at this pull
 
 
 class ModelRun(Base):

@@ -1,4 +1,6 @@
-"""review_removals: faces a reviewer answered "not a face" or "unclear" for leave the working set, on record.
+"""review_removals: faces a reviewer answered "not a face" or "unclear" for leave the working set, on record;
+and what CROWDLAB needs (curate/review/consensus.py): each task's answers per annotator and its consensus
+quality (review_results), the annotators' estimated quality at each pull (review_pulls).
 
 Append-only like label_events, and guarded the same way (0001 and 0004): UPDATE and DELETE refused,
 SQLite's INSERT OR REPLACE defused, PostgreSQL's TRUNCATE refused. A reviewer who changes their mind
@@ -38,6 +40,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("dedup_key", name="uq_review_removals_dedup_key"),
     )
     op.create_index("ix_review_removals_sample", _TABLE, ["sample_id"])
+    op.add_column("review_results", sa.Column("answers", sa.JSON))
+    op.add_column("review_results", sa.Column("consensus_quality", sa.Float))
+    op.add_column("review_pulls", sa.Column("annotator_quality", sa.JSON))
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             f"CREATE FUNCTION {_TABLE}_append_only() RETURNS trigger AS $$ "
@@ -66,3 +71,9 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {_TABLE}_append_only_{name}")
     op.drop_index("ix_review_removals_sample", _TABLE)
     op.drop_table(_TABLE)
+    # SQLite drops a column by copying the table (batch mode); neither table has a CHECK constraint to lose
+    with op.batch_alter_table("review_pulls") as batch:
+        batch.drop_column("annotator_quality")
+    with op.batch_alter_table("review_results") as batch:
+        batch.drop_column("consensus_quality")
+        batch.drop_column("answers")

@@ -1,0 +1,66 @@
+"""Consensus across annotators with cleanlab's CROWDLAB: each annotator weighed by how often they agree with the others
+and with the teacher, and the teacher's probabilities weighed by how often they agree with the annotators.
+
+Why not the plain majority (curate/review/decide.py, still the first step): with two annotators a disagreement is a
+tie, so the face keeps its old label however sure the teacher and the more reliable annotator are; with three, a
+careless annotator counts as much as a careful one. CROWDLAB (Goh, Tkachenko and Mueller 2022) estimates each
+annotator's quality from every task they share with others and decides each face from the annotators' answers and the
+teacher together, with a consensus quality score. It needs at least two annotators and one task answered twice;
+before that the majority decides alone.
+
+Only emotions enter the matrix: "not a face" and "unclear" have no teacher probability and are decided by the majority
+(a face two people call "not a face" leaves the working set whatever the teacher thinks).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Hashable, Mapping
+
+import numpy as np
+
+from curate.taxonomy import EMOTIONS
+
+__all__ = ["CrowdConsensus", "crowdlab"]
+
+
+@dataclass(frozen=True)
+class CrowdConsensus:
+    labels: dict[Hashable, str]  # task -> consensus emotion (tasks with two or more emotion answers)
+    quality: dict[Hashable, float]  # task -> CROWDLAB consensus quality score in [0, 1]
+    annotator_quality: dict[str, float] = field(default_factory=dict)  # annotator -> CROWDLAB annotator quality
+    annotator_tasks: dict[str, int] = field(default_factory=dict)  # annotator -> tasks answered
+
+
+def crowdlab(answers: Mapping[Hashable, Mapping[str, str]], probs: Mapping[Hashable, np.ndarray]) -> CrowdConsensus | None:
+    """Consensus for every task with two or more emotion answers, from ``answers`` (task -> {annotator: emotion}) and the
+    teacher's ``probs`` (task -> probabilities in EMOTIONS order). None: CROWDLAB cannot run yet (fewer than two
+    annotators, or no task that two of them answered with an emotion)."""
+    import pandas as pd
+
+    emotion_answers = {t: {a: e for a, e in given.items() if e in EMOTIONS} for t, given in answers.items() if t in probs}
+    tasks = [t for t, given in emotion_answers.items() if given]
+    annotators = sorted({a for t in tasks for a in emotion_answers[t]})
+    if len(annotators) < 2 or not any(len(emotion_answers[t]) >= 2 for t in tasks):
+        return None
+    matrix = pd.DataFrame(np.nan, index=range(len(tasks)), columns=annotators)
+    for row, t in enumerate(tasks):
+        for annotator, emotion in emotion_answers[t].items():
+            matrix.loc[row, annotator] = EMOTIONS.index(emotion)
+    pred = np.clip(np.stack([np.asarray(probs[t], np.float64) for t in tasks]), 1e-6, None)
+    pred /= pred.sum(1, keepdims=True)
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    with warnings.catch_warnings():  # "annotators do not agree on any example" and friends: the result says as much
+        warnings.simplefilter("ignore")
+        result = get_label_quality_multiannotator(matrix, pred, consensus_method="best_quality", quality_method="crowdlab", verbose=False,
+                                                  return_detailed_quality=False)
+    quality, stats = result["label_quality"], result["annotator_stats"]
+    multi = [row for row, t in enumerate(tasks) if len(emotion_answers[t]) >= 2]
+    return CrowdConsensus(
+        labels={tasks[row]: EMOTIONS[int(quality["consensus_label"].iloc[row])] for row in multi},
+        quality={tasks[row]: float(quality["consensus_quality_score"].iloc[row]) for row in multi},
+        annotator_quality={str(a): round(float(q), 4) for a, q in stats["annotator_quality"].items()},
+        annotator_tasks={str(a): int(n) for a, n in stats["num_examples_labeled"].items()},
+    )
