@@ -12,6 +12,7 @@ from typing import Final
 __all__ = [
     "EMOTIONS",
     "NUM_CLASSES",
+    "REMOVAL_REASONS",
     "AFFECTNET",
     "AFFECTNET_NON_EMOTION",
     "FER2013",
@@ -37,6 +38,9 @@ EMOTIONS: Final[tuple[str, ...]] = (
     "contempt",
 )
 NUM_CLASSES: Final[int] = len(EMOTIONS)
+#: What a reviewer may answer instead of an emotion; such a face leaves the working set with this reason
+#: (curate/review/project.py shows them as "not a face" and "unclear").
+REMOVAL_REASONS: Final[tuple[str, ...]] = ("not_a_face", "unclear")
 
 #: AffectNet expression codes (original release and the *_exp.npy release).
 AFFECTNET: Final[dict[int, str | None]] = {

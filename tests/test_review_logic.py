@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 from curate.review.decide import decide
-from curate.review.project import choice_result, chosen_answer, chosen_label, label_config
+from curate.review.project import REMOVAL_ANSWERS, choice_result, chosen_answer, chosen_label, label_config
 from curate.review.routing import Candidate, error_likelihood, route
-from curate.taxonomy import EMOTIONS
+from curate.taxonomy import EMOTIONS, REMOVAL_REASONS
 
 
 def test_only_uncertain_or_flagged_samples_are_routed_and_known_ones_are_excluded() -> None:
@@ -118,6 +118,7 @@ def test_label_config_offers_the_eight_emotions_and_two_ways_out_with_hotkeys() 
     assert chosen_label([{"from_name": "emotion", "type": "choices", "value": {"choices": ["bogus"]}}]) is None
     assert (chosen_answer(choice_result("not a face")), chosen_answer(choice_result("unclear"))) == ("not_a_face", "unclear")
     assert chosen_label(choice_result("not a face")) is None, "a way out is no emotion"
+    assert tuple(reason for _, reason in REMOVAL_ANSWERS.values()) == REMOVAL_REASONS, "the buttons answer in the taxonomy's words"
 
 
 def test_not_a_face_or_unclear_wins_like_an_emotion_but_decides_no_label() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from curate.taxonomy import EMOTIONS
+from curate.taxonomy import EMOTIONS, REMOVAL_REASONS
 
 __all__ = ["FROM_NAME", "TO_NAME", "REMOVAL_ANSWERS", "REMOVAL_REASONS", "project_title", "label_config", "choice_result", "chosen_label", "chosen_answer",
            "task_payload"]
@@ -28,8 +28,8 @@ TO_NAME = "image"
 
 
 #: Answers beyond the emotions: the button a reviewer sees -> (hotkey, the reason code the face leaves the working set with).
+#: The reason codes are curate.taxonomy.REMOVAL_REASONS, in its order (tests/test_review_logic.py checks it).
 REMOVAL_ANSWERS = {"not a face": ("9", "not_a_face"), "unclear": ("0", "unclear")}
-REMOVAL_REASONS = tuple(reason for _, reason in REMOVAL_ANSWERS.values())
 
 TITLE_MAX = 50  # Label Studio refuses longer project titles (HTTP 400)
 

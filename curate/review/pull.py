@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from curate.review import project as proj
 from curate.review.decide import Decision, decide
-from curate.review.project import REMOVAL_REASONS
+from curate.taxonomy import REMOVAL_REASONS
 
 __all__ = ["pull"]
 

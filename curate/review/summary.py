@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from curate.review.project import REMOVAL_REASONS
+from curate.taxonomy import REMOVAL_REASONS
 
 __all__ = ["review_status"]
 

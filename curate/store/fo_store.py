@@ -109,7 +109,7 @@ def ensure_views(ds) -> None:  # noqa: ANN001
     before any face has one."""
     from fiftyone import ViewField as F
 
-    from curate.review.project import REMOVAL_REASONS
+    from curate.taxonomy import REMOVAL_REASONS
 
     schema = ds.get_field_schema()
     kept = ~F("review_removed").exists()  # a reviewer's "not a face" / "unclear" (curate/review/mirror.py)
