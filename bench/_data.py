@@ -44,24 +44,32 @@ def inject_noise(rows: list, kind: str, rate: float, seed: int) -> tuple[list, n
     return noisy, flipped
 
 
-def routing_lift(given: list[str], flipped: np.ndarray, probs: np.ndarray, temperature: float, sizes: tuple[int, ...],
-                 threshold: float = 0.9) -> dict:
-    """The share of injected flips in the first ``size`` faces of each review queue, as `curate errors` (cleanlab on the
-    out-of-fold probabilities) and `curate review push` (curate.review.routing) build it, against a random sample's share.
+def review_candidates(given: np.ndarray, probs: np.ndarray, temperature: float):  # noqa: ANN201
+    """(routing candidates with uid = row index, cleanlab's verdict) as `curate errors` and `curate review push` see the
+    faces: ``given`` label indices, out-of-fold ``probs``.
 
     The pre-label confidence is the out-of-fold probability's maximum after temperature scaling (the product's comes
     from the whole teacher; for the faces a teacher trained on it is higher, which only matters below the label issues)."""
     from curate.errors.analysis import label_issues
     from curate.models.calibrate import softmax
-    from curate.review.routing import Candidate, route
+    from curate.review.routing import Candidate
     from curate.taxonomy import EMOTIONS
 
-    labels = np.array([EMOTIONS.index(g) for g in given])
-    found = label_issues(labels, probs)
+    found = label_issues(given, probs)
     calibrated = softmax(np.log(np.clip(probs, 1e-8, 1.0)), temperature)
-    uids = [str(i) for i in range(len(given))]
-    cands = [Candidate(u, g, EMOTIONS[int(p.argmax())], float(p.max()), bool(issue), float(q))
-             for u, g, p, issue, q in zip(uids, given, calibrated, found.is_issue, found.quality)]
+    cands = [Candidate(str(i), EMOTIONS[g], EMOTIONS[int(p.argmax())], float(p.max()), bool(f), float(q))
+             for i, (g, p, f, q) in enumerate(zip(given, calibrated, found.is_issue, found.quality))]
+    return cands, found
+
+
+def routing_lift(given: list[str], flipped: np.ndarray, probs: np.ndarray, temperature: float, sizes: tuple[int, ...],
+                 threshold: float = 0.9) -> dict:
+    """The share of injected flips in the first ``size`` faces of each review queue (:func:`review_candidates`, routed by
+    curate.review.routing), against a random sample's share."""
+    from curate.review.routing import route
+    from curate.taxonomy import EMOTIONS
+
+    cands, found = review_candidates(np.array([EMOTIONS.index(g) for g in given]), probs, temperature)
     base = float(flipped.mean())
     out = {"faces": len(given), "flipped_share": base, "label_issues_flagged": int(found.is_issue.sum()),
            "flips_among_label_issues": float(flipped[found.is_issue].mean()) if found.is_issue.any() else None, "queues": {}}

@@ -23,6 +23,7 @@ Signals (higher = likelier wrong):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import sys
 import time
@@ -91,10 +92,8 @@ def smallest_share(order: np.ndarray, flipped: np.ndarray, target: float = 0.98)
 def signal_orders(probs: np.ndarray, given: np.ndarray, knn: np.ndarray, conflict: np.ndarray, temperature: float,
                   seed: int = 0) -> dict[str, np.ndarray]:
     """Each signal's queue: indices, likeliest error first."""
-    from curate.errors.analysis import label_issues
-    from curate.models.calibrate import softmax
-    from curate.review.routing import Candidate, route
-    from curate.taxonomy import EMOTIONS
+    from bench._data import review_candidates
+    from curate.review.routing import route
 
     n = len(given)
     p_given = probs[np.arange(n), given]
@@ -102,19 +101,17 @@ def signal_orders(probs: np.ndarray, given: np.ndarray, knn: np.ndarray, conflic
     scores = {"oof": 1 - p_given, "knn": 1 - knn_given + 1e-6 * (1 - p_given), "oof+knn": 1 - 0.5 * (p_given + knn_given),
               "duplicates": (1 - p_given) + conflict.astype(float)}
     orders = {name: np.argsort(-score, kind="stable") for name, score in scores.items()}
-    found = label_issues(given, probs)
-    calibrated = softmax(np.log(np.clip(probs, 1e-8, 1.0)), temperature)
 
-    def shipped(quality: np.ndarray, tail: np.ndarray) -> np.ndarray:
-        """`review push --routing likelihood` with ``quality`` as the label quality; faces it never queues follow by ``tail``."""
-        cands = [Candidate(str(i), EMOTIONS[g], EMOTIONS[int(p.argmax())], float(p.max()), bool(f), float(q))
-                 for i, (g, p, f, q) in enumerate(zip(given, calibrated, found.is_issue, quality))]
+    def shipped(cands: list, tail: np.ndarray) -> np.ndarray:
+        """`review push --routing likelihood` over ``cands``; faces it never queues follow, ordered by ``tail``."""
         routed = [int(r.uid) for r in route(cands, 0.9)]
         rest = np.setdiff1d(np.arange(n), routed)
         return np.r_[np.array(routed, int), rest[np.argsort(-tail[rest], kind="stable")]]
 
-    orders["curate"] = shipped(found.quality, 1 - p_given)
-    orders["curate+knn"] = shipped(0.5 * (found.quality + knn_given), scores["oof+knn"])  # cleanlab's flags, ranked by both
+    cands, found = review_candidates(given, probs, temperature)
+    orders["curate"] = shipped(cands, 1 - p_given)
+    both = 0.5 * (found.quality + knn_given)  # cleanlab's flags, ranked by the out-of-fold and the neighbours' view together
+    orders["curate+knn"] = shipped([dataclasses.replace(c, label_quality=float(q)) for c, q in zip(cands, both)], scores["oof+knn"])
     orders["random"] = np.random.default_rng(seed).permutation(n)
     return orders
 

@@ -187,7 +187,8 @@ class ReviewResult(Base):
     conflict: Mapped[bool] = mapped_column(Boolean, default=False)
     annotations_sig: Mapped[str | None] = mapped_column(String(64))
     pulled_at: Mapped[dt.datetime | None] = mapped_column()
-    answers: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # annotator -> latest answer (emotion or removal reason)
+    # none_as_null: None is SQL NULL, not the JSON text 'null', so IS NULL means "nothing recorded"
+    answers: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # annotator -> latest answer (emotion or removal)
     consensus_quality: Mapped[float | None] = mapped_column(Float)  # CROWDLAB's, for tasks answered two or more times
 
 
@@ -206,7 +207,7 @@ class ReviewPull(Base):
     changed: Mapped[int] = mapped_column(Integer)
     new_human_labels: Mapped[int] = mapped_column(Integer)
     finished_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    annotator_quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # annotator -> CROWDLAB quality at this pull
+    annotator_quality: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # annotator -> CROWDLAB quality
 
 
 class ModelRun(Base):
