@@ -79,3 +79,6 @@ class TeacherPlan:
 
     folds: int = option(2, "K fold models (cross) or CV folds (linear).", minimum=2)
     oof: str = option("cross", "cross (the K fold models are the teacher), linear (needs --weights) or none.")
+    parallel_folds: int = option(0, "Fold models trained at once, each in its own process with its share of the cores "
+                                    "(0: automatic: on a CPU one per core when each trains on 2,000+ faces, else one at a time).",
+                                 minimum=0)

@@ -96,38 +96,55 @@ def member_rows(plan: dict[str, Any], train: list[Row], member: int) -> list[Row
     return [r for r in train if plan["folds"][r.uid] != member]
 
 
-def _train_members(run_dir: Path, plan: dict[str, Any], cfg: RetrainConfig, train: list[Row], val: list[Row],
+def _train_members(run_dir: Path, plan: dict[str, Any], cfg: RetrainConfig, train: list[Row], val: list[Row], requested_at_once: int,
                    say: Callable[[str], None], progress: Callable[[int], None] | None) -> list[Path]:
-    """Train (or finish) every member; returns their best checkpoints."""
-    from curate.models.fit import fit
+    """Train (or finish) every member, side by side where that pays (curate/models/members.py); returns their best checkpoints."""
+    from curate.models.members import MemberJob, members_at_once, train_members, usable_cores
 
     k = plan["members"]
-    best, started, done_epochs = [], time.monotonic(), 0
-    for f in range(k):
-        member_dir = run_dir / (f"fold-{f}" if k > 1 else "model")
-        rows = member_rows(plan, train, f)
-        done = member_dir / "done.json"
-        if done.is_file():
-            say(f"  {member_dir.name}: finished earlier")
-            best.append(member_dir / "best.safetensors")
+    folders = [run_dir / (f"fold-{f}" if k > 1 else "model") for f in range(k)]
+    jobs = []
+    for f, folder in enumerate(folders):
+        if (folder / "done.json").is_file():
+            say(f"  {folder.name}: finished earlier")
             continue
-        state = member_dir / "state.pt"
-        what = f"fold model {f + 1}/{k} on {len(rows)} faces" if k > 1 else f"one model on {len(rows)} faces"
-        say(f"  {what}" + (" (resuming)" if state.is_file() else ""))
+        state = folder / "state.pt"
+        jobs.append(MemberJob(f, member_rows(plan, train, f), folder, state if state.is_file() else None))
+    at_once = members_at_once(requested_at_once, jobs, cfg)
+    if at_once > 1:
+        say(f"  fold models {', '.join(str(j.member + 1) for j in jobs)} of {k} side by side: {at_once} processes, "
+            f"{max(1, usable_cores() // at_once)} thread(s) each, {len(jobs[0].rows)} faces each"
+            + (" (resuming)" if any(j.state for j in jobs) else ""))
+    left = {j.member: cfg.epochs - (_last_epoch(j.state) if j.state else 0) for j in jobs}
+    started, done_epochs = time.monotonic(), 0
 
-        def on_epoch(record: dict[str, Any], _ckpt: Path, f: int = f) -> None:
-            nonlocal done_epochs
-            done_epochs += 1
-            per_epoch = (time.monotonic() - started) / done_epochs
-            left = (k - f - 1) * cfg.epochs + cfg.epochs - record["epoch"]
-            say(f"    epoch {record['epoch']}/{cfg.epochs}: loss {record['train_loss']:.3f}, val accuracy {record['val']['accuracy']:.3f}, "
-                f"macro-F1 {record['val']['macro_f1']:.3f}; ETA {left * per_epoch / 60:.0f} min")
+    def on_epoch(member: int, record: dict[str, Any]) -> None:
+        nonlocal done_epochs
+        done_epochs += 1
+        left[member] = cfg.epochs - record["epoch"]
+        eta = (time.monotonic() - started) / done_epochs * sum(left.values())  # epochs finish at the rate seen so far
+        who = f"fold {member + 1}, " if at_once > 1 else ""
+        say(f"    {who}epoch {record['epoch']}/{cfg.epochs}: loss {record['train_loss']:.3f}, val accuracy {record['val']['accuracy']:.3f}, "
+            f"macro-F1 {record['val']['macro_f1']:.3f}; ETA {eta / 60:.0f} min")
 
-        fit(rows, val, EMOTIONS, cfg, member_dir, {"kind": "teacher-member", "member": f}, None,
-            state if state.is_file() else None, on_epoch, progress)
-        done.write_text("{}\n")
-        best.append(member_dir / "best.safetensors")
-    return best
+    if at_once == 1:  # one after another: a header line per member, as each starts
+        for job in jobs:
+            what = f"fold model {job.member + 1}/{k} on {len(job.rows)} faces" if k > 1 else f"one model on {len(job.rows)} faces"
+            say(f"  {what}" + (" (resuming)" if job.state else ""))
+            train_members([job], val, cfg, 1, on_epoch, progress)
+    else:
+        train_members(jobs, val, cfg, at_once, on_epoch, progress)
+    return [folder / "best.safetensors" for folder in folders]
+
+
+def _last_epoch(state: Path) -> int:
+    """The last finished epoch recorded in a member's resume state (0 when unreadable: the ETA only)."""
+    from curate.models.fit import load_state
+
+    try:
+        return int(load_state(state)["epoch"])
+    except (CurateError, KeyError, ValueError):
+        return 0
 
 
 def _calibrate(model: Any, val: list[Row], cfg: RetrainConfig) -> _Calibration:
@@ -242,7 +259,7 @@ def fit_teacher(opts: TeacherOptions, train: list[Row], val: list[Row], test: li
         f"{cfg.epochs} epochs at {cfg.image_size} px" + (f" (random {cfg.random_crop} px windows)" if cfg.random_crop else "") + f" -> {run_dir}")
     # compute: members, calibration, held-out metrics, out-of-fold probabilities
     t_train = time.monotonic()
-    members = [load_checkpoint(p) for p in _train_members(run_dir, plan, cfg, train, val, say, progress)]
+    members = [load_checkpoint(p) for p in _train_members(run_dir, plan, cfg, train, val, opts.parallel_folds, say, progress)]
     train_seconds = time.monotonic() - t_train
     model = Ensemble([m for m, _ in members]) if k > 1 else members[0][0]
     cal = _calibrate(model, val, cfg)

@@ -48,7 +48,7 @@ def run_teacher(ctx: StageContext, opts: TeacherStageOptions) -> dict[str, Any]:
 
     s = ctx.settings
     options = TeacherOptions(dataset=s.dataset, config=_config(TrainConfig, opts, ctx), folds=opts.folds, oof=opts.oof,
-                             out=ctx.path(opts.out), resume=ctx.path(opts.resume))
+                             parallel_folds=opts.parallel_folds, out=ctx.path(opts.out), resume=ctx.path(opts.resume))
     return train_teacher(options, s.database_url, s.home, say=ctx.say, progress=ctx.progress)
 
 

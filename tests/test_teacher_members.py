@@ -1,0 +1,90 @@
+"""The teacher's fold models trained side by side in their own processes (curate/models/members.py): the same models
+as one after another, every epoch reported here, and a member that fails stops the run in one line naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curate.exceptions import CurateError
+from tests import builders
+
+EMOTIONS7 = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+def _rows(folder: Path, per_class: int = 8) -> list:
+    from curate.models.manifest import Row
+
+    rows = []
+    for k, emotion in enumerate(EMOTIONS7):
+        for i in range(per_class):
+            path = builders.write_image(folder / f"{emotion}_{i:02d}.png", builders.expression_face(100 * k + i, emotion))
+            rows.append(Row(path.name, str(path), emotion, "train"))
+    return rows
+
+
+def _config(**kw):  # noqa: ANN003, ANN202
+    from curate.models.config import TrainConfig
+
+    return TrainConfig(**{"arch": "fer_cnn", "random_crop": 40, "epochs": 2, "batch_size": 16, "device": "cpu", "workers": 0, **kw})
+
+
+def _fit(rows: list, out: Path, parallel_folds: int, said: list[str], images: list[int] | None = None) -> dict:
+    from curate.models.manifest import split_rows
+    from curate.models.teacher import TeacherOptions, fit_teacher
+
+    train, val, _ = split_rows(rows, 0)
+    opts = TeacherOptions(dataset="synthetic", config=_config(), folds=2, parallel_folds=parallel_folds, out=out)
+    return fit_teacher(opts, train, val, [], out, said.append, images.append if images is not None else None)
+
+
+def test_fold_models_trained_side_by_side_are_the_models_trained_one_after_another(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from curate.models.members import usable_cores
+
+    rows = _rows(tmp_path / "faces")
+    side_said: list[str] = []
+    images: list[int] = []
+    side = _fit(rows, tmp_path / "side", 2, side_said, images)
+    # One after another, with the threads each side-by-side process had: the same arithmetic, so the same weights.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, usable_cores() // 2))
+    try:
+        seq_said: list[str] = []
+        sequential = _fit(rows, tmp_path / "seq", 1, seq_said)
+    finally:
+        torch.set_num_threads(threads)
+
+    assert any("side by side: 2 processes" in line for line in side_said), side_said
+    for member in (1, 2):
+        epochs = [line for line in side_said if f"fold {member}, epoch" in line]
+        assert len(epochs) == 2 and "epoch 2/2" in epochs[-1], side_said
+    assert not any("side by side" in line for line in seq_said) and any("fold model 2/2" in line for line in seq_said), seq_said
+    assert sum(images) >= 2 * 2 * 16  # the member processes' training progress reached this process's callback
+
+    for folder in ("fold-0", "fold-1"):
+        a = load_file(Path(side["run_dir"]) / folder / "best.safetensors")
+        b = load_file(Path(sequential["run_dir"]) / folder / "best.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{folder} differs"
+    assert side["oof"]["samples"] == sequential["oof"]["samples"] == len(rows)
+    assert side["val_metrics"] == sequential["val_metrics"]
+
+
+def test_a_member_that_fails_stops_the_run_in_one_line_naming_it(tmp_path: Path) -> None:
+    import os
+
+    from curate.models.manifest import split_rows
+    from curate.models.oof import stratified_folds
+
+    rows = _rows(tmp_path / "faces")
+    train, _, _ = split_rows(rows, 0)
+    folds = stratified_folds([r.label for r in train], 2, _config().seed)
+    victim = next(r for r, f in zip(train, folds) if f == 0)  # in fold 0, so fold model 2 trains on it
+    os.remove(victim.path)
+    with pytest.raises(CurateError) as err:
+        _fit(rows, tmp_path / "run", 2, [])
+    message = str(err.value)
+    assert message.startswith("fold model 2: training failed: ") and victim.path in message and "\n" not in message, message
