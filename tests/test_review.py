@@ -285,6 +285,52 @@ def test_not_a_face_and_unclear_take_a_face_out_of_the_working_set_on_record_and
     assert cli("review", "status", "--dataset", setup.name)["removed_by_review"] == {"not_a_face": 0, "unclear": 1}
 
 
+@pytest.mark.slow  # ~40 s on a real server; CI runs it (.ci/run)
+def test_activelab_reopens_the_answered_face_the_teacher_doubts_for_a_second_annotator_in_place_of_a_new_face(
+        tmp_path: Path, label_studio) -> None:  # noqa: ANN001
+    from curate.store import fo_store
+    from curate.taxonomy import EMOTIONS
+
+    setup = _review_dataset(tmp_path)
+    info = label_studio(setup.home, setup.root)
+    cli = lambda *args: last_json(run_cli(*args, "--json", env=setup.env))  # noqa: E731
+    push = ("review", "push", "--dataset", setup.name, "--annotators", "2", "--second-opinions", "activelab")
+    first = cli(*push, "--limit", "4")
+    assert (first["pushed"], first["reopened"], first["second_opinions"]) == (4, 0, "activelab")
+    ls = _sdk(info)
+    project = _project(ls, setup.name)
+    assert ls.projects.get(id=project).maximum_annotations == 1, "each new face asks one person"
+    by_uid = {t.data["sample_id"]: t for t in _tasks(ls, project)}
+    # The teacher's out-of-fold view: sure of every routed face; the first reviewer agrees with it on all but one face.
+    sure = {uid: EMOTIONS[i % 7] for i, uid in enumerate(sorted(setup.routed))}
+    fo_store.load_dataset(setup.name, create=False).set_values(
+        "prelabel_oof", {u: [0.93 if e == label else 0.01 for e in EMOTIONS] for u, label in sure.items()}, key_field="sample_uid")
+    doubted, *agreed = sorted(by_uid)
+    ls.annotations.create(id=by_uid[doubted].id, result=_choice(_other(sure[doubted])))
+    for uid in agreed:
+        ls.annotations.create(id=by_uid[uid].id, result=_choice(sure[uid]))
+    assert cli("review", "pull", "--dataset", setup.name)["done"] == 4
+
+    second = cli(*push, "--limit", "3")
+    assert second["reopened_tasks"] == [by_uid[doubted].id], "only the answer the teacher doubts is worth a second look"
+    assert second["pushed"] == 2, "the reopened task took a new face's place within --limit"
+    task = ls.tasks.get(id=by_uid[doubted].id)
+    assert (task.overlap, task.is_labeled) == (2, False), "back in the labeling queue of whoever has not answered it"
+    assert all(ls.tasks.get(id=by_uid[u].id).overlap == 1 for u in agreed)
+    states = dict(sql_rows(setup.url, "SELECT s.uid, t.state FROM review_tasks t JOIN samples s ON s.id = t.sample_id"))
+    assert states[doubted] == "pending" and all(states[u] == "done" for u in agreed)
+
+    bob = ls.users.create(email="bob@curate.test", username="bob")
+    ls.annotations.create(id=by_uid[doubted].id, result=_choice(sure[doubted]), completed_by=bob.id)
+    pulled = cli("review", "pull", "--dataset", setup.name)
+    assert pulled["changed"] == 1 and pulled["decided_by_crowdlab"] == 1, "the 1-1 tie is CROWDLAB's to decide"
+    decided = sql_rows(setup.url, f"""SELECT c.label FROM current_labels c JOIN samples s ON s.id = c.sample_id WHERE s.uid = '{doubted}'""")
+    assert decided == [(sure[doubted],)]
+    third = cli(*push, "--limit", "1")
+    assert by_uid[doubted].id not in third["reopened_tasks"] and third["reopened"] + third["pushed"] == 1, \
+        "a face two people answered has all the --annotators it asked for"
+
+
 @pytest.mark.slow  # ~35 s; CI runs it (.ci/run)
 def test_a_server_given_by_url_gets_uploads_and_paths_outside_the_root_are_refused(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
     setup = _review_dataset(tmp_path)

@@ -227,3 +227,22 @@ def test_crowdlab_waits_for_two_annotators_on_one_face_and_ignores_non_emotions(
     flat = np.full(8, 1 / 8)
     assert crowdlab({1: {"a@x": "sad"}, 2: {"b@x": "fear"}}, {1: flat, 2: flat}) is None, "no face answered twice yet"
     assert crowdlab({1: {"a@x": "sad", "b@x": "not_a_face"}}, {1: flat}) is None, "'not a face' is no emotion to weigh"
+
+
+def test_activelab_spends_a_task_on_a_second_opinion_only_where_it_beats_a_new_face(capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from curate.review.consensus import second_opinions
+
+    def leaning(emotion: str, p: float) -> np.ndarray:
+        return np.array([p if e == emotion else (1 - p) / 7 for e in EMOTIONS])
+
+    answers = {1: {"a@x": "happy"}, 2: {"a@x": "sad"}, 3: {"a@x": "fear"}, 4: {"a@x": "unclear"}}
+    probs = {1: leaning("happy", 0.9), 2: leaning("neutral", 0.9), 3: leaning("fear", 0.5), 4: leaning("fear", 0.2)}
+    new = np.stack([leaning("anger", 0.6), leaning("surprise", 0.95)])
+    picks = [second_opinions(answers, probs, new, budget) for budget in range(6)]
+    assert picks[0] == [] and picks[1] == picks[2] == [2], "the answer the teacher contradicts first; then a new face it doubts"
+    assert picks[3] == picks[4] == [2, 3] and picks[5] == [2, 3, 1], "the confident agreement last, after a confident new face"
+    assert all(4 not in p for p in picks), "an 'unclear' answer is no emotion to second-guess"
+    assert second_opinions(answers, probs, np.zeros((0, 8)), 2) == [2, 3], "with no new face, only answered ones compete"
+    assert capsys.readouterr().out == "", "cleanlab's notes stay off stdout, where --json goes"

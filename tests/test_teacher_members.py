@@ -71,6 +71,29 @@ def test_fold_models_trained_side_by_side_are_the_models_trained_one_after_anoth
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{folder} differs"
     assert side["oof"]["samples"] == sequential["oof"]["samples"] == len(rows)
     assert side["val_metrics"] == sequential["val_metrics"]
+    _epochs_are_ranked_without_the_mirror_image(rows, Path(side["run_dir"]) / "fold-0" / "epoch-002.safetensors")
+
+
+def _epochs_are_ranked_without_the_mirror_image(rows: list, checkpoint: Path) -> None:
+    """A member's epoch record is its checkpoint evaluated on val without flip TTA (RetrainConfig.val_tta), although the
+    recipe, and so the teacher's own metrics, use it."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from curate.models.checkpoint import load_checkpoint
+    from curate.models.infer import predict
+    from curate.models.manifest import split_rows
+    from curate.models.preprocess import Preprocess
+    from curate.taxonomy import EMOTIONS
+
+    _, val, _ = split_rows(rows, 0)
+    model, sidecar = load_checkpoint(checkpoint)
+    pp = Preprocess.from_dict(sidecar["preprocess"])
+    assert pp.tta_flip and sidecar["train_config"]["val_tta"] is False
+    y = np.array([EMOTIONS.index(r.label) for r in val])
+    plain, _ = predict(model, val, list(EMOTIONS), replace(pp, tta_flip=False), 16, "cpu")
+    assert sidecar["metrics"]["accuracy"] == float((plain.argmax(1) == y).mean())
 
 
 def test_a_member_that_fails_stops_the_run_in_one_line_naming_it(tmp_path: Path) -> None:

@@ -68,6 +68,10 @@ class RetrainConfig(TrainConfig):
     distill: bool = option(False, "Distil from the teacher (loss (1 - kd_weight) * CE + kd_weight * KD at kd_temperature).")
     kd_temperature: float = option(2.0, "Distillation temperature.", minimum=0.1)
     kd_weight: float = option(0.3, "Weight of the distillation term.", minimum=0.0, maximum=1.0)
+    # The teacher's fold models turn it off: their epochs are only ranked against each other (the best is kept), and the
+    # teacher's own validation and test metrics use the mirror image anyway; on the CPU teacher it halves a tenth of
+    # every epoch (curate/models/members.py).
+    val_tta: bool = option(True, "Validate each epoch with tta_flip's mirror-image average.", cli=False)
 
 
 @dataclass(kw_only=True)  # keyword-only: mixed into option classes whose own fields have no defaults

@@ -16,7 +16,7 @@ import io
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -198,7 +198,7 @@ def _validate(run: _Run, val_rows: Sequence[Row], val_faces: FacesInMemory | Non
     """The epoch's record: the kept weights' validation metrics (and on the last epoch the raw weights', to show what the
     average gained: once, because on the CPU teacher every evaluation costs a tenth of an epoch)."""
     t_eval = time.perf_counter()
-    pp = cfg.preprocess()
+    pp = cfg.preprocess() if cfg.val_tta else replace(cfg.preprocess(), tta_flip=False)
     metrics, _ = evaluate(run.kept, val_rows, classes, pp, cfg, val_faces)
     record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "lr": run.scheduler.get_last_lr()[0],
               "drawn": class_counts(drawn_labels, classes), "val": metrics, "train_seconds": round(seconds, 1)}

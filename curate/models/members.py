@@ -14,6 +14,7 @@ few seconds to be repaid (fewer than ``MIN_FACES_AT_ONCE`` faces each).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue as queue_module
 from dataclasses import dataclass
@@ -75,8 +76,9 @@ def _train_one(job: MemberJob, val: Sequence[Row], cfg: RetrainConfig, on_epoch:
                progress: Callable[[int], None] | None) -> None:
     from curate.models.fit import fit
 
-    fit(job.rows, val, EMOTIONS, cfg, job.folder, {"kind": "teacher-member", "member": job.member}, None, job.state,
-        lambda record, _ckpt: on_epoch(record), progress)
+    # Epochs validated without the mirror image: they are only ranked here (RetrainConfig.val_tta).
+    fit(job.rows, val, EMOTIONS, dataclasses.replace(cfg, val_tta=False), job.folder, {"kind": "teacher-member", "member": job.member},
+        None, job.state, lambda record, _ckpt: on_epoch(record), progress)
     (job.folder / "done.json").write_text("{}\n")
 
 
@@ -105,7 +107,6 @@ def _train_side_by_side(jobs: Sequence[MemberJob], val: Sequence[Row], cfg: Retr
                         on_epoch: Callable[[int, dict[str, Any]], None], progress: Callable[[int], None] | None) -> None:
     """Up to ``at_once`` member processes at a time (spawned: this process may hold FiftyOne's client threads), the
     cores shared evenly; a member that fails stops the others (each resumes later from its last saved epoch)."""
-    import dataclasses
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")

@@ -133,8 +133,16 @@ class ReviewServer:
         return True
 
     def set_overlap(self, project: int, annotators: int) -> None:
-        """How many people label each task (Label Studio's ``maximum_annotations``)."""
-        self.call("setting annotators per task", self._sdk.projects.update, id=project, maximum_annotations=annotators)
+        """How many people label each task (Label Studio's ``maximum_annotations``). Only when it changes: Label Studio
+        then resets every task's own overlap, which would close the tasks a push reopened for a second opinion."""
+        current = self.call("reading the project", self._sdk.projects.get, id=project).maximum_annotations
+        if current != annotators:
+            self.call("setting annotators per task", self._sdk.projects.update, id=project, maximum_annotations=annotators)
+
+    def reopen_task(self, task: int, annotators: int) -> None:
+        """Ask one task for ``annotators`` people in all: it goes back into the labeling queue of everyone who has not
+        answered it yet (Label Studio serves a task until that many distinct people answered it)."""
+        self.call(f"reopening task {task}", self._sdk.tasks.update, id=str(task), overlap=annotators, is_labeled=False)
 
     def ensure_local_storage(self, project: int, folder: Path) -> None:
         """A local-files storage covering ``folder``: without one the server answers 404 for its images.

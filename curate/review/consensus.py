@@ -8,12 +8,19 @@ annotator's quality from every task they share with others and decides each face
 teacher together, with a consensus quality score. It needs at least two annotators and one task answered twice;
 before that the majority decides alone.
 
+Which answered faces deserve one more annotator is ActiveLab's call (Goh, Mueller 2023; :func:`second_opinions`): it
+scores answered and unanswered faces on one scale (how sure we are of the true label given the answers so far, the
+annotators' estimated quality and the teacher's probabilities), so a push can spend each task either on a new face or
+on a second look at an answered one, whichever is worth more.
+
 Only emotions enter the matrix: "not a face" and "unclear" have no teacher probability and are decided by the majority
 (a face two people call "not a face" leaves the working set whatever the teacher thinks).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass, field
 from typing import Hashable, Mapping
@@ -22,7 +29,7 @@ import numpy as np
 
 from curate.taxonomy import EMOTIONS
 
-__all__ = ["CrowdConsensus", "crowdlab"]
+__all__ = ["CrowdConsensus", "crowdlab", "second_opinions"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +71,41 @@ def crowdlab(answers: Mapping[Hashable, Mapping[str, str]], probs: Mapping[Hasha
         annotator_quality={str(a): round(float(q), 4) for a, q in stats["annotator_quality"].items()},
         annotator_tasks={str(a): int(n) for a, n in stats["num_examples_labeled"].items()},
     )
+
+
+def second_opinions(answers: Mapping[Hashable, Mapping[str, str]], probs: Mapping[Hashable, np.ndarray], new_probs: np.ndarray,
+                    budget: int) -> list[Hashable]:
+    """The answered tasks that get one more annotator, lowest ActiveLab score first: those among the ``budget`` lowest
+    scores of all faces, answered (``answers``: task -> {annotator: answer}, with the teacher's ``probs`` per task) and
+    new (``new_probs``: the teacher's probabilities of the faces the push would send next, one row each).
+
+    Why one scale: a task spent on a second opinion is a task not spent on a new face; ActiveLab's scores for labeled and
+    unlabeled faces are comparable by design, so the lowest ``budget`` of them together are the most informative batch.
+    Tasks without an emotion answer (skipped, "not a face", "unclear") are never picked."""
+    emotion_answers = {t: {a: e for a, e in given.items() if e in EMOTIONS} for t, given in answers.items() if t in probs}
+    tasks = [t for t, given in emotion_answers.items() if given]
+    if not tasks or budget <= 0:
+        return []
+    import pandas as pd
+
+    annotators = sorted({a for t in tasks for a in emotion_answers[t]})
+    matrix = pd.DataFrame(np.nan, index=range(len(tasks)), columns=annotators)
+    for row, t in enumerate(tasks):
+        for annotator, emotion in emotion_answers[t].items():
+            matrix.loc[row, annotator] = EMOTIONS.index(emotion)
+    pred = _normalized(np.stack([np.asarray(probs[t], np.float64) for t in tasks]))
+    unlabeled = _normalized(np.asarray(new_probs, np.float64).reshape(-1, len(EMOTIONS))) if len(new_probs) else None
+    from cleanlab.multiannotator import get_active_learning_scores
+
+    # One annotator, or classes nobody chose: ActiveLab falls back and says so, by warnings and by print (kept off stdout,
+    # where a --json summary goes).
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        scores, new_scores = get_active_learning_scores(matrix, pred, unlabeled)
+    pooled = sorted([(float(s), 0, row) for row, s in enumerate(scores)] + [(float(s), 1, row) for row, s in enumerate(new_scores if unlabeled is not None else [])])
+    return [tasks[row] for _, is_new, row in pooled[:budget] if not is_new]
+
+
+def _normalized(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, None)
+    return p / p.sum(1, keepdims=True)

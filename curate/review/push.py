@@ -21,7 +21,11 @@ from curate.review.lock import review_lock
 from curate.review.records import PushedTask
 from curate.review.routing import DEFAULT_STRATEGY, STRATEGIES, Candidate, Routed, route
 
-__all__ = ["push", "adopt_orphans", "image_roots"]
+__all__ = ["push", "adopt_orphans", "image_roots", "SECOND_OPINIONS"]
+
+#: How faces reach ``annotators`` people: every task asks them all ("all"), or each asks one and ActiveLab reopens the
+#: answered ones worth a second look, spending the push's tasks where they tell the most ("activelab").
+SECOND_OPINIONS = ("all", "activelab")
 
 
 def image_roots(dataset_root: str | None, home: Path, dataset: str) -> list[Path]:
@@ -194,13 +198,61 @@ def ensure_project(server: ReviewServer, dataset: str) -> tuple[int, bool]:
     return server.create_project(title, proj.label_config(), description), True
 
 
+def _second_opinions(url: str, dataset_id: int, project: int, dataset: str, sendable: list[tuple[Routed, Path]], limit: int | None,
+                     annotators: int) -> tuple[list[tuple[Routed, Path]], list[tuple[int, int]]]:
+    """(the new faces to send, [(answered task, people to ask in all)] to reopen): ActiveLab over the answered tasks that
+    have fewer than ``annotators`` emotion answers and the new faces this push would send (curate/review/consensus.py).
+    A reopened task takes a new face's place within ``limit``; without a limit every new face still goes."""
+    import numpy as np
+
+    from curate.review.consensus import second_opinions
+    from curate.review.pull import teacher_probabilities
+    from curate.review.records import known_tasks
+    from curate.store.sql import session
+    from curate.taxonomy import EMOTIONS
+
+    with session.session_scope(url) as db:
+        answered = {task.ls_task_id: (uid, dict(result.answers)) for uid, (task, result) in known_tasks(db, dataset_id, project).items()
+                    if task.state == "done" and result is not None and result.answers
+                    and sum(a in EMOTIONS for a in result.answers.values()) < annotators}
+    budget = limit if limit is not None else len(sendable)
+    if not answered or budget <= 0:
+        return sendable, []
+    candidates = sendable[:budget]
+    probs = teacher_probabilities(dataset, [uid for uid, _ in answered.values()] + [item.uid for item, _ in candidates])
+    new = [probs[item.uid] for item, _ in candidates if item.uid in probs]
+    picks = second_opinions({t: a for t, (_, a) in answered.items()}, {t: probs[u] for t, (u, _) in answered.items() if u in probs},
+                            np.stack(new) if new else np.zeros((0, len(EMOTIONS))), budget)
+    keep = sendable[:budget - len(picks)] if limit is not None else sendable
+    return keep, [(t, sum(a in EMOTIONS for a in answered[t][1].values()) + 1) for t in picks]
+
+
+def _reopen(server: ReviewServer, url: str, project: int, reopen: list[tuple[int, int]]) -> None:
+    """Reopen on the server first, then mark pending in the ledger (a pull would set a task back to done only when its
+    answers change, and they will: the next person's answer is what was asked for)."""
+    from sqlalchemy import select
+
+    from curate.store.sql import session
+    from curate.store.sql.models import ReviewTask, utcnow
+
+    for task_id, people in reopen:
+        server.reopen_task(task_id, people)
+    with session.session_scope(url) as db:
+        for task in db.scalars(select(ReviewTask).where(ReviewTask.ls_project_id == project, ReviewTask.ls_task_id.in_([t for t, _ in reopen]))):
+            task.state, task.updated_at = "pending", utcnow()
+
+
 def push(settings, dataset: str, threshold: float, limit: int | None, batch_size: int = 100,  # noqa: ANN001, PLR0913
          progress: Callable[[int], None] | None = None, annotators: int | None = None,
-         routing: str = DEFAULT_STRATEGY) -> dict[str, Any]:
-    """Route, screen and send; ``annotators`` sets how many people label each task (Label Studio's overlap),
-    ``routing`` which faces go first (curate.review.routing)."""
+         routing: str = DEFAULT_STRATEGY, second_opinions: str = "all") -> dict[str, Any]:
+    """Route, screen and send; ``annotators`` sets how many people label each face (Label Studio's overlap), ``routing``
+    which faces go first (curate.review.routing), ``second_opinions`` whether every task asks them all or ActiveLab
+    reopens the answered tasks worth another look (SECOND_OPINIONS)."""
     if routing not in STRATEGIES:
         raise CurateError(f"--routing {routing!r}: unknown; one of {', '.join(STRATEGIES)}")
+    if second_opinions not in SECOND_OPINIONS:
+        raise CurateError(f"--second-opinions {second_opinions!r}: unknown; one of {', '.join(SECOND_OPINIONS)}")
+    adaptive = second_opinions == "activelab" and (annotators or 1) > 1
     from curate.review.client import connect
     from curate.review.mirror import mirror_from_ledger
     from curate.review.records import known_tasks, record_pushed, sample_ids
@@ -223,7 +275,7 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
     with review_lock(settings.home, dataset):
         project, created = ensure_project(server, dataset)
         if annotators:
-            server.set_overlap(project, annotators)
+            server.set_overlap(project, 1 if adaptive else annotators)
         with session.session_scope(url) as db:
             adopted = adopt_orphans(server.iter_tasks(project), db, dataset_id, project)
             in_review = set(known_tasks(db, dataset_id, project))
@@ -231,6 +283,11 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
         roots = image_roots(dataset_root, settings.home, dataset)
         files_root = Path(os.path.realpath(server.endpoint.files_root)) if server.endpoint.files_root else None
         sendable, refused = _screen(queue, filepaths, roots, limit)
+        reopen: list[tuple[int, int]] = []
+        if adaptive:
+            sendable, reopen = _second_opinions(url, dataset_id, project, dataset, sendable, limit, annotators or 1)
+            if reopen:
+                _reopen(server, url, project, reopen)
         by_candidate = {c.uid: c for c in candidates}
         images = _ImageLinks(server, project, roots, files_root)
         pushed: list[PushedTask] = []
@@ -256,6 +313,8 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
         "dataset": dataset, "server": server.url, "project": project, "project_created": created, "threshold": threshold, "routing": routing,
         "queued": len(queue), "already_in_review": len(in_review), "adopted_from_interrupted_push": adopted,
         "pushed": len(pushed), "left_in_queue": len(queue) - len(routed) - len(refused), "refused": refused,
+        "second_opinions": second_opinions if annotators and annotators > 1 else None, "reopened": len(reopen),
+        "reopened_tasks": [t for t, _ in reopen],
         "by_reason": dict(Counter(r.reason for r in routed).most_common()), "by_class": dict(Counter(r.group for r in routed).most_common()), "images": images.counts,
         "model_version": model_version, "probability_quality": trust, "warning": caution,
     }

@@ -62,6 +62,9 @@ class PushStageOptions:
     annotators: int | None = option(None, "People who label each task (majority wins; ties are flagged).", minimum=1)
     routing: str = option("likelihood", "Which faces go first: likelihood (likeliest label errors), balanced (the same, classes "
                                         "dealt round-robin), confidence, label_issues or random (bench/curation.py compares them).")
+    second_opinions: str = option("all", "With --annotators above 1: all (every task asks that many people) or activelab (each task "
+                                         "asks one; ActiveLab reopens answered tasks worth another look, in place of new faces "
+                                         "within --limit).")
 
 
 def run_push(ctx: StageContext, opts: PushStageOptions) -> dict[str, Any]:
@@ -69,7 +72,7 @@ def run_push(ctx: StageContext, opts: PushStageOptions) -> dict[str, Any]:
 
     s = ctx.settings
     return push(s, s.dataset, s.review_threshold, opts.limit, opts.batch_size, ctx.progress, annotators=opts.annotators,
-                routing=opts.routing)
+                routing=opts.routing, second_opinions=opts.second_opinions)
 
 
 @dataclass
@@ -150,6 +153,8 @@ def _push_human(r: Any) -> None:
         r.say("by class: " + ", ".join(f"{k} {v}" for k, v in s["by_class"].items()))
     if s["adopted_from_interrupted_push"]:
         r.say(f"recorded {s['adopted_from_interrupted_push']} tasks left by an interrupted push")
+    if s.get("reopened"):
+        r.say(f"reopened {s['reopened']} answered tasks for one more annotator (ActiveLab: worth more than a new face)")
     for item in s["refused"]:
         r.say(f"refused {item['path']}: {item['reason']}")
 
