@@ -14,8 +14,9 @@ the same total budget spent in rounds (5, 10, 20, ... % of the faces), with a pu
 probabilities on what people decided and a fresh ``curate errors`` before every next push.
 
 Everything a person's browser would do goes through the server: ``push`` creates the tasks, a
-simulated reviewer answers them through the SDK in queue order (exact, wrong 5 % of the time, or two
-annotators each wrong 5 %), ``pull`` brings the decisions into SQL, and label accuracy is read from the
+simulated reviewer answers them through the SDK in queue order (exact, wrong 5 % of the time, two
+annotators each wrong 5 % on every face, or the same two with the same number of answers spent by ActiveLab:
+``review push --second-opinions activelab``), ``pull`` brings the decisions into SQL, and label accuracy is read from the
 ledger's current labels (FiftyOne's ``prelabel`` for unlabeled faces nobody reviewed).
 
 The teacher is not trained here: its out-of-fold probabilities come from ``--probs`` (an .npz of
@@ -97,7 +98,10 @@ class Reviewer:
         return truth
 
 
-REVIEWERS = {"exact": Reviewer("exact"), "wrong5": Reviewer("wrong5", 0.05), "two_annotators": Reviewer("two_annotators", 0.05, 2)}
+REVIEWERS = {"exact": Reviewer("exact"), "wrong5": Reviewer("wrong5", 0.05), "two_annotators": Reviewer("two_annotators", 0.05, 2),
+             # the same two people and the same number of answers as two_annotators at each budget, spent by
+             # `review push --second-opinions activelab`: one answer per new face, a second one where ActiveLab says
+             "two_activelab": Reviewer("two_activelab", 0.05, 2)}
 
 
 # ----------------------------------------------------------------------------- data
@@ -291,6 +295,9 @@ def run_one(settings, ls, faces: Faces, scenario: str, strategy: str, reviewer: 
     routing = ROUTING[strategy]
     settings_ds = _with_dataset(settings, dataset)
     rounds = strategy == "curate_rounds"
+    adaptive = reviewer.name == "two_activelab"
+    if adaptive:
+        return _run_activelab(settings_ds, ls, faces, run, reviewer, budgets, routing, truth_of, given_of, flipped_uids, second_user, t0)
     if not rounds:
         first = push(settings_ds, dataset, THRESHOLD, int(round(max(budgets) * n)), annotators=reviewer.annotators if reviewer.annotators > 1 else None,
                      routing=routing)
@@ -329,6 +336,46 @@ def run_one(settings, ls, faces: Faces, scenario: str, strategy: str, reviewer: 
                 # scenario, 1000 faces: 62.0 % -> 40.4 % label accuracy after the 10 % round, session 7).
                 _store_predictions(url, dataset, uid_by_name, faces, refit, f"refit{len(reviewed)}", labels_from=faces.probs)
             analyze_errors(dataset, url, visualize=False)
+    run.seconds = time.perf_counter() - t0
+    return run
+
+
+def _run_activelab(settings, ls, faces: Faces, run: Run, reviewer: Reviewer, budgets: tuple[float, ...], routing: str,  # noqa: ANN001, PLR0913
+                   truth_of: dict[str, str], given_of: dict[str, str | None], flipped_uids: set[str], second_user: int | None,
+                   t0: float) -> Run:
+    """Two people, answers spent by ActiveLab: at each budget b, as many answers in all as two_annotators gives
+    (2 x b x faces); each push asks for the rest, new faces go to the first person and reopened ones to the second.
+    The reviewed share recorded is answers / 2 per face, so the columns compare equal human effort."""
+    from curate.review.project import choice_result
+    from curate.review.pull import pull
+    from curate.review.push import push
+
+    if second_user is None:
+        raise SystemExit("error: two_activelab needs the second reviewer account")
+    url, dataset, n = settings.database_url, run.dataset, len(faces.names)
+    spent, answered_tasks = 0, set()
+    for budget in budgets:
+        target = int(round(budget * n)) * reviewer.annotators
+        if target > spent:
+            pushed = push(settings, dataset, THRESHOLD, target - spent, annotators=reviewer.annotators, routing=routing,
+                          second_opinions="activelab")
+            run.queued = max(run.queued, pushed["queued"])
+            reopened = set(pushed["reopened_tasks"])
+            for task in sorted(ls.tasks.list(project=pushed["project"]), key=lambda t: t.id):
+                if task.id in reopened:
+                    ls.annotations.create(id=task.id, result=choice_result(reviewer.answer(truth_of[task.data["sample_id"]])),
+                                          completed_by=second_user)
+                elif task.id not in answered_tasks:
+                    ls.annotations.create(id=task.id, result=choice_result(reviewer.answer(truth_of[task.data["sample_id"]])))
+                    answered_tasks.add(task.id)
+            spent += pushed["pushed"] + len(reopened)
+            pull(settings, dataset)
+        final, source = _final_labels(url, dataset)
+        humans = {u for u, s in source.items() if s == "human"}
+        run.reviewed.append(spent / reviewer.annotators)
+        run.accuracy.append(float(np.mean([final.get(u) == t for u, t in truth_of.items()])))
+        run.flips_found.append(len(humans & flipped_uids))
+        run.human_changes.append(sum(1 for u in humans if final[u] != given_of[u]))
     run.seconds = time.perf_counter() - t0
     return run
 
@@ -430,7 +477,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             ys = [sc["accuracy_without_review"]] + [row["accuracy_by_budget"][str(b)] for b in summary["budgets"]]
             strategy, _, reviewer = key.partition("/")  # one colour per strategy in every panel, one line style per reviewer
             ax.plot(xs, ys, marker="o", ms=3, label=key, color=f"C{STRATEGIES.index(strategy)}" if strategy in STRATEGIES else None,
-                    linestyle={"": "-", "wrong5": "--", "two_annotators": "-."}.get(reviewer, "-"))
+                    linestyle={"": "-", "wrong5": "--", "two_annotators": "-.", "two_activelab": ":"}.get(reviewer, "-"))
         ax.axhline(0.98, color="grey", lw=0.8, ls=":")
         ax.set_title(name)
         ax.set_xlabel("share of faces reviewed")
@@ -507,7 +554,7 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS))
     parser.add_argument("--reviewer-variants", default="noisy_confusable/curate", help="scenario/strategy runs that also get the "
-                        "wrong-5 %% and two-annotator reviewers ('' for none)")
+                        "wrong-5 %%, two-annotator and ActiveLab two-annotator reviewers ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--merge", action="store_true", help="keep the runs of results/curation.json that this invocation does not "
                         "re-measure (same faces, teacher and budgets), replacing those it does")
@@ -525,7 +572,7 @@ def main() -> None:
     os.environ["CURATE_DB_URL"] = f"sqlite:///{home / 'curate.db'}"
     files_root = work / "files"
     files_root.mkdir(parents=True)
-    reviewers = {key: ("exact", "wrong5", "two_annotators") for key in filter(None, args.reviewer_variants.split(","))}
+    reviewers = {key: ("exact", "wrong5", "two_annotators", "two_activelab") for key in filter(None, args.reviewer_variants.split(","))}
     from curate.review import server
 
     info = server.serve(home, _free_port(), files_root, timeout=300)

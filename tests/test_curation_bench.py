@@ -56,7 +56,7 @@ def test_small_curation_benchmark_through_label_studio(tmp_path: Path, curate_ho
     budgets = (0.3, 0.5)  # 60 answers before the second round: enough for curate_rounds' re-fit (>= 50) to run
     summary = curation.run_benchmark(info["url"], info["token"], files, faces, ("unlabeled", "noisy_confusable"),
                                      ("random", "cleanlab", "curate", "curate_rounds"), budgets,
-                                     {"noisy_confusable/curate": ("exact", "two_annotators")}, progress=lambda _: None)
+                                     {"noisy_confusable/curate": ("exact", "two_annotators", "two_activelab")}, progress=lambda _: None)
 
     n = summary["faces"]
     noisy, unlabeled = summary["scenarios"]["noisy_confusable"], summary["scenarios"]["unlabeled"]
@@ -87,6 +87,12 @@ def test_small_curation_benchmark_through_label_studio(tmp_path: Path, curate_ho
     # Two annotators each wrong 5 %: a disagreement is a conflict and decides nothing, so accuracy cannot beat the exact reviewer's.
     two = noisy["curate/two_annotators"]
     assert two["accuracy_by_budget"]["0.3"] <= noisy["curate"]["accuracy_by_budget"]["0.3"]
+    # The same two people and as many answers, spent by ActiveLab: one per new face, a second where it pays.
+    active = noisy["curate/two_activelab"]
+    assert active["reviewed_share_by_budget"] == {str(b): pytest.approx(b) for b in budgets}, "equal human effort at each budget"
+    answers = _answers_per_task(info, f"bench_cur_{os.getpid()}_noisy_confusable_curate_two_activelab")
+    assert sum(answers) == 2 * round(0.5 * n) and max(answers) == 2, "every answer was spent, some on second opinions"
+    assert len(answers) > round(0.5 * n), "ActiveLab saw more faces than asking two people about every face"
 
     # The figures are the ledger's and the server's: one human label per answered face, tasks in Label Studio.
     dataset = f"bench_cur_{os.getpid()}_noisy_confusable_curate_exact"
@@ -101,6 +107,16 @@ def test_small_curation_benchmark_through_label_studio(tmp_path: Path, curate_ho
     project = next(p for p in ls.projects.list() if p.title == project_title(dataset))
     annotated = [t for t in ls.tasks.list(project=project.id, fields="all") if t.annotations]
     assert len(annotated) == round(0.5 * n)
+
+
+def _answers_per_task(info: dict, dataset: str) -> list[int]:
+    from label_studio_sdk import LabelStudio
+
+    from curate.review.project import project_title
+
+    ls = LabelStudio(base_url=info["url"], api_key=info["token"])
+    project = next(p for p in ls.projects.list() if p.title == project_title(dataset))
+    return [len(t.annotations) for t in ls.tasks.list(project=project.id, fields="all") if t.annotations]
 
 
 def test_honest_probabilities_bring_the_labels_their_teacher_learned_from(tmp_path: Path) -> None:

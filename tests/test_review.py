@@ -70,6 +70,13 @@ def _review_dataset(tmp_path: Path, extra=None, url: str | None = None) -> Revie
                        {r.uid: (m, float(c)) for r, m, c in zip(rows, model, conf)}, issues, {r.uid: r.path for r in rows})
 
 
+def _served(tmp_path: Path, label_studio):  # noqa: ANN001, ANN202
+    """A review dataset, a real Label Studio serving its images, and `curate ... --json` against both."""
+    setup = _review_dataset(tmp_path)
+    info = label_studio(setup.home, setup.root)
+    return setup, info, lambda *args: last_json(run_cli(*args, "--json", env=setup.env))
+
+
 def _sdk(info: dict):  # noqa: ANN202
     from label_studio_sdk import LabelStudio
 
@@ -235,9 +242,7 @@ def test_not_a_face_and_unclear_take_a_face_out_of_the_working_set_on_record_and
     from curate.models.manifest import from_dataset
     from curate.store import fo_store
 
-    setup = _review_dataset(tmp_path)
-    info = label_studio(setup.home, setup.root)
-    cli = lambda *args: last_json(run_cli(*args, "--json", env=setup.env))  # noqa: E731
+    setup, info, cli = _served(tmp_path, label_studio)
     assert cli("review", "push", "--dataset", setup.name, "--limit", "4")["pushed"] == 4
     ls = _sdk(info)
     project = _project(ls, setup.name)
@@ -291,9 +296,7 @@ def test_activelab_reopens_the_answered_face_the_teacher_doubts_for_a_second_ann
     from curate.store import fo_store
     from curate.taxonomy import EMOTIONS
 
-    setup = _review_dataset(tmp_path)
-    info = label_studio(setup.home, setup.root)
-    cli = lambda *args: last_json(run_cli(*args, "--json", env=setup.env))  # noqa: E731
+    setup, info, cli = _served(tmp_path, label_studio)
     push = ("review", "push", "--dataset", setup.name, "--annotators", "2", "--second-opinions", "activelab")
     first = cli(*push, "--limit", "4")
     assert (first["pushed"], first["reopened"], first["second_opinions"]) == (4, 0, "activelab")

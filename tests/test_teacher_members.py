@@ -111,3 +111,23 @@ def test_a_member_that_fails_stops_the_run_in_one_line_naming_it(tmp_path: Path)
         _fit(rows, tmp_path / "run", 2, [])
     message = str(err.value)
     assert message.startswith("fold model 2: training failed: ") and victim.path in message and "\n" not in message, message
+
+
+def test_members_train_side_by_side_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate.models import members
+    from curate.models.config import RetrainConfig
+    from curate.models.manifest import Row
+
+    def jobs(count: int, faces: int) -> list:
+        return [members.MemberJob(f, [Row("u", "x.png", "sad", "train")] * faces, Path(f"fold-{f}"), None) for f in range(count)]
+
+    monkeypatch.setattr(members, "usable_cores", lambda: 2)
+    cpu = RetrainConfig(device="cpu")
+    assert members.members_at_once(0, jobs(2, 2000), cpu) == 2, "two members of 2,000+ faces on two cores: side by side"
+    assert members.members_at_once(0, jobs(5, 5000), cpu) == 2, "never more processes than cores"
+    assert members.members_at_once(0, jobs(2, 1999), cpu) == 1, "too small to repay a process start"
+    assert members.members_at_once(0, jobs(1, 9000), cpu) == 1, "one member left (a resumed run): nothing to share"
+    assert members.members_at_once(0, jobs(2, 9000), RetrainConfig(device="cpu", nproc=2)) == 1, "data-parallel has its own processes"
+    assert members.members_at_once(3, jobs(2, 10), cpu) == 2 and members.members_at_once(1, jobs(2, 9000), cpu) == 1, "asked for: obeyed"
+    monkeypatch.setattr(members, "usable_cores", lambda: 1)
+    assert members.members_at_once(0, jobs(2, 9000), cpu) == 1

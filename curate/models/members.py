@@ -109,6 +109,8 @@ def _train_side_by_side(jobs: Sequence[MemberJob], val: Sequence[Row], cfg: Retr
     cores shared evenly; a member that fails stops the others (each resumes later from its last saved epoch)."""
     import multiprocessing
 
+    from curate.secrets import hidden_from_environ
+
     ctx = multiprocessing.get_context("spawn")
     messages = ctx.Queue()
     threads = max(1, usable_cores() // at_once)
@@ -120,7 +122,8 @@ def _train_side_by_side(jobs: Sequence[MemberJob], val: Sequence[Row], cfg: Retr
                 job = pending.pop(0)
                 process = ctx.Process(target=_member_process, args=(job, list(val), child_cfg, threads, messages), daemon=True,
                                       name=f"curate-fold-{job.member}")
-                process.start()
+                with hidden_from_environ():  # training needs no secret; the process keeps the environment it starts with
+                    process.start()
                 running[job.member] = process
             try:
                 kind, member, payload = messages.get(timeout=2.0)
