@@ -67,7 +67,7 @@ def auto_workflow() -> tuple[Path, str]:
     if torch.cuda.is_available():
         return GPU_WORKFLOW, (f"recipe: a CUDA GPU is here ({torch.cuda.get_device_name(0)}), so the full recipe: {GPU_WORKFLOW} "
                               f"(ResNet-50 teacher as fold models, MobileNetV2 student); the CPU one is `make run WORKFLOW={CPU_WORKFLOW}`")
-    return CPU_WORKFLOW, (f"recipe: no CUDA GPU here, so the CPU recipe: {CPU_WORKFLOW} (fer_cnn_v2 teacher, about 32 min to the review wait "
+    return CPU_WORKFLOW, (f"recipe: no CUDA GPU here, so the CPU recipe: {CPU_WORKFLOW} (fer_cnn_v2 teacher, about 28 min to the review wait "
                           f"on 2 cores); the full recipe (ResNet-50 teacher, hours on a CPU) is `make run WORKFLOW={GPU_WORKFLOW}`")
 
 

@@ -59,6 +59,7 @@ def pull(settings, dataset: str, full: bool = False) -> dict[str, Any]:  # noqa:
     from curate.review.client import connect
     from curate.review.mirror import mirror_from_ledger
     from curate.review.push import adopt_orphans
+    from curate.review.teacher_view import teacher_probabilities
     from curate.store.sql import ledger, session
 
     url = settings.database_url
@@ -93,29 +94,6 @@ def pull(settings, dataset: str, full: bool = False) -> dict[str, Any]:  # noqa:
     mirror_from_ledger(url, settings.home, dataset, dataset_id, project)
     return {"dataset": dataset, "server": server.url, "project": project, "incremental_since": since.isoformat() if since else None,
             "listed": len(listed), **counts}
-
-
-def teacher_probabilities(dataset: str, uids: list[str]) -> dict[str, Any]:
-    """uid -> the teacher's probabilities (EMOTIONS order) for CROWDLAB: out-of-fold where the teacher trained on the face
-    (``prelabel_oof``: a teacher must not vouch for a label it learned), else its pre-label probabilities."""
-    import numpy as np
-
-    from curate.models.calibrate import softmax
-    from curate.store import fo_store
-
-    ds = fo_store.load_dataset(dataset, create=False)
-    schema = ds.get_field_schema()
-    view = ds.select_by("sample_uid", uids)
-    found = view.values("sample_uid")
-    oof = view.values("prelabel_oof") if "prelabel_oof" in schema else [None] * len(found)
-    logits = view.values("prelabel.logits") if "prelabel" in schema else [None] * len(found)
-    out: dict[str, Any] = {}
-    for uid, p, z in zip(found, oof, logits):
-        if p is not None:
-            out[uid] = np.asarray(p, np.float64)
-        elif z is not None:
-            out[uid] = softmax(np.asarray(z, np.float64)[None])[0]
-    return out
 
 
 def _watermark(url: str, dataset_id: int, project: int) -> dt.datetime | None:

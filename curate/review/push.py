@@ -206,8 +206,8 @@ def _second_opinions(url: str, dataset_id: int, project: int, dataset: str, send
     import numpy as np
 
     from curate.review.consensus import second_opinions
-    from curate.review.pull import teacher_probabilities
     from curate.review.records import known_tasks
+    from curate.review.teacher_view import teacher_probabilities
     from curate.store.sql import session
     from curate.taxonomy import EMOTIONS
 

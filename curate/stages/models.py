@@ -201,8 +201,9 @@ def _teacher_human(r: Any) -> None:
 def _prelabel_human(r: Any) -> None:
     s = r.summary
     r.say(f"[bold]{s['dataset']}[/]: pre-labeled {s['samples']} samples with {Path(s['checkpoint']).name} "
-          f"({s['images_per_s']} images/s); {s['below_review_threshold']} below the review threshold {s['review_threshold']}; "
-          f"agreement with current labels {s['agreement_with_current_label']}")
+          f"({s['images_per_s']} images/s); {s['below_review_threshold']} below the review threshold {s['review_threshold']}"
+          + (f"; agrees with {100 * s['agreement_with_current_label']:.1f} % of the current labels"
+             if s["agreement_with_current_label"] is not None else "; no labels to agree with"))
 
 
 def _retrain_human(r: Any) -> None:

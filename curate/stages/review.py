@@ -108,6 +108,7 @@ def run_wait(ctx: StageContext, opts: WaitStageOptions) -> dict[str, Any]:
     reviewed = _decided(now) - baseline
     summary = {"dataset": s.dataset, "baseline": baseline, "reviewed_since_wait": reviewed, "min_reviewed": opts.min_reviewed,
                "pending": now["pending"], "done": now["done"], "pulled_new_human_labels": pulled.get("new_human_labels", 0),
+               "pulled_label_changes": pulled.get("label_changes", 0), "pulled_removed": pulled.get("removed") or {},
                "per_class_pending": {k: v["pending"] for k, v in now["per_class"].items() if v["pending"]}}
     if reviewed >= opts.min_reviewed:
         return {**summary, "waited": False}
@@ -174,8 +175,11 @@ def _pull_human(r: Any) -> None:
 
 def _wait_human(r: Any) -> None:
     s = r.summary
-    r.say(f"{s['dataset']}: {s['reviewed_since_wait']} tasks reviewed since the wait began ({s['pending']} still pending)"
-          + (f"; {s['note']}" if s.get("note") else ""))
+    removed = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in s.get("pulled_removed", {}).items() if n)
+    # This pull is the one that brings the answers in: the review_pull stage after it finds nothing new, so say it here.
+    r.say(f"{s['dataset']}: {s['reviewed_since_wait']} tasks reviewed since the wait began ({s['pending']} still pending); pulled "
+          f"{s['pulled_new_human_labels']} human labels ({s.get('pulled_label_changes', 0)} changing the label)"
+          + (f", taken out as {removed}" if removed else "") + (f"; {s['note']}" if s.get("note") else ""))
 
 
 LABELSTUDIO = Stage("labelstudio", "labelstudio serve", LabelStudioStageOptions, run_labelstudio,
