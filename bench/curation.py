@@ -587,6 +587,9 @@ def main() -> None:
         fo = fo_store.fo()
         for name in fo.list_datasets(f"bench_cur_{os.getpid()}_*"):  # FiftyOne's database outlives the temp folder
             fo.delete_dataset(name)
+        from curate.store import database
+
+        database.release(database.database_folder(home))  # stop its mongod before its folder goes
     minutes = (time.perf_counter() - started) / 60
     summary["probs"] = os.path.relpath(args.probs, BENCH.parent)
     if args.merge:

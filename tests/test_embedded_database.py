@@ -97,3 +97,13 @@ def test_twenty_fresh_starts_in_a_row_all_succeed_with_the_scoring_workers_start
         s = _finish(_ingest(home, built.root, f"fresh{attempt}"))
         assert s["ingested"] == 14 and s["workers"] == 1, (attempt, s)
         assert not _mongods(home / "fiftyone-db"), attempt
+
+
+def test_leaving_after_the_home_was_deleted_is_quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process whose temporary CURATE_HOME was removed before it exits (a benchmark cleaning up) must not print a
+    traceback from the exit hook that unregisters it."""
+    from curate.store import database
+
+    monkeypatch.setattr(database, "_registered", tmp_path / "gone" / "clients" / str(os.getpid()))
+    assert database.release(tmp_path / "gone") is False
+    assert database._registered is None

@@ -91,6 +91,9 @@ def release(folder: Path) -> bool:
 
     if _registered is None:
         return False
+    if not folder.is_dir():  # removed under us (a temporary home deleted before exit): nothing left to unregister from
+        _registered = None
+        return False
     with _lock(folder):
         _registered.unlink(missing_ok=True)
         _registered = None
