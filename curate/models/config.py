@@ -69,8 +69,8 @@ class RetrainConfig(TrainConfig):
     kd_temperature: float = option(2.0, "Distillation temperature.", minimum=0.1)
     kd_weight: float = option(0.3, "Weight of the distillation term.", minimum=0.0, maximum=1.0)
     # The teacher's fold models turn it off: their epochs are only ranked against each other (the best is kept), and the
-    # teacher's own validation and test metrics use the mirror image anyway; on the CPU teacher it halves a tenth of
-    # every epoch (curate/models/members.py).
+    # teacher's own validation and test metrics use the mirror image anyway; on the CPU teacher that halves the
+    # validation, about a tenth of every epoch (curate/models/members.py).
     val_tta: bool = option(True, "Validate each epoch with tta_flip's mirror-image average.", cli=False)
 
 
