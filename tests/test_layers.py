@@ -89,4 +89,4 @@ def test_the_checker_sees_lazy_imports_and_circles(tmp_path: Path) -> None:
     """The checks above would pass vacuously if the parser missed imports inside functions."""
     edges = _imports(_modules())
     assert "curate.store.sql.registry" in edges["curate.stages.models"]  # imported inside run_export only
-    assert "curate.models.fit" in edges["curate.models.teacher"]  # imported inside _last_epoch only
+    assert "curate.models.members" in edges["curate.models.teacher"]  # imported inside _train_members only

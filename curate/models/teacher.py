@@ -116,7 +116,7 @@ def _train_members(run_dir: Path, plan: dict[str, Any], cfg: RetrainConfig, trai
         say(f"  fold models {', '.join(str(j.member + 1) for j in jobs)} of {k} side by side: {at_once} processes, "
             f"{max(1, usable_cores() // at_once)} thread(s) each, {len(jobs[0].rows)} faces each"
             + (" (resuming)" if any(j.state for j in jobs) else ""))
-    left = {j.member: cfg.epochs - (_last_epoch(j.state) if j.state else 0) for j in jobs}
+    left = {j.member: cfg.epochs - _last_epoch(j.folder) for j in jobs}
     started, done_epochs = time.monotonic(), 0
 
     def on_epoch(member: int, record: dict[str, Any]) -> None:
@@ -138,14 +138,9 @@ def _train_members(run_dir: Path, plan: dict[str, Any], cfg: RetrainConfig, trai
     return [folder / "best.safetensors" for folder in folders]
 
 
-def _last_epoch(state: Path) -> int:
-    """The last finished epoch recorded in a member's resume state (0 when unreadable: the ETA only)."""
-    from curate.models.fit import load_state
-
-    try:
-        return int(load_state(state)["epoch"])
-    except (CurateError, KeyError, ValueError):
-        return 0
+def _last_epoch(folder: Path) -> int:
+    """The last epoch a member's folder holds a checkpoint of (for the ETA only: its resume state is read once, by fit)."""
+    return max((int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9][0-9][0-9].json")), default=0)
 
 
 def _calibrate(model: Any, val: list[Row], cfg: RetrainConfig) -> _Calibration:

@@ -44,19 +44,10 @@ def crowdlab(answers: Mapping[Hashable, Mapping[str, str]], probs: Mapping[Hasha
     """Consensus for every task with two or more emotion answers, from ``answers`` (task -> {annotator: emotion}) and the
     teacher's ``probs`` (task -> probabilities in EMOTIONS order). None: CROWDLAB cannot run yet (fewer than two
     annotators, or no task that two of them answered with an emotion)."""
-    import pandas as pd
-
-    emotion_answers = {t: {a: e for a, e in given.items() if e in EMOTIONS} for t, given in answers.items() if t in probs}
-    tasks = [t for t, given in emotion_answers.items() if given]
-    annotators = sorted({a for t in tasks for a in emotion_answers[t]})
-    if len(annotators) < 2 or not any(len(emotion_answers[t]) >= 2 for t in tasks):
+    answered = _answered(answers, probs)
+    if len({a for given in answered.values() for a in given}) < 2 or not any(len(given) >= 2 for given in answered.values()):
         return None
-    matrix = pd.DataFrame(np.nan, index=range(len(tasks)), columns=annotators)
-    for row, t in enumerate(tasks):
-        for annotator, emotion in emotion_answers[t].items():
-            matrix.loc[row, annotator] = EMOTIONS.index(emotion)
-    pred = np.clip(np.stack([np.asarray(probs[t], np.float64) for t in tasks]), 1e-6, None)
-    pred /= pred.sum(1, keepdims=True)
+    tasks, matrix, pred = _cleanlab_inputs(answered, probs)
     from cleanlab.multiannotator import get_label_quality_multiannotator
 
     with warnings.catch_warnings():  # "annotators do not agree on any example" and friends: the result says as much
@@ -64,7 +55,7 @@ def crowdlab(answers: Mapping[Hashable, Mapping[str, str]], probs: Mapping[Hasha
         result = get_label_quality_multiannotator(matrix, pred, consensus_method="best_quality", quality_method="crowdlab", verbose=False,
                                                   return_detailed_quality=False)
     quality, stats = result["label_quality"], result["annotator_stats"]
-    multi = [row for row, t in enumerate(tasks) if len(emotion_answers[t]) >= 2]
+    multi = [row for row, t in enumerate(tasks) if len(answered[t]) >= 2]
     return CrowdConsensus(
         labels={tasks[row]: EMOTIONS[int(quality["consensus_label"].iloc[row])] for row in multi},
         quality={tasks[row]: float(quality["consensus_quality_score"].iloc[row]) for row in multi},
@@ -82,18 +73,10 @@ def second_opinions(answers: Mapping[Hashable, Mapping[str, str]], probs: Mappin
     Why one scale: a task spent on a second opinion is a task not spent on a new face; ActiveLab's scores for labeled and
     unlabeled faces are comparable by design, so the lowest ``budget`` of them together are the most informative batch.
     Tasks without an emotion answer (skipped, "not a face", "unclear") are never picked."""
-    emotion_answers = {t: {a: e for a, e in given.items() if e in EMOTIONS} for t, given in answers.items() if t in probs}
-    tasks = [t for t, given in emotion_answers.items() if given]
-    if not tasks or budget <= 0:
+    answered = _answered(answers, probs)
+    if not answered or budget <= 0:
         return []
-    import pandas as pd
-
-    annotators = sorted({a for t in tasks for a in emotion_answers[t]})
-    matrix = pd.DataFrame(np.nan, index=range(len(tasks)), columns=annotators)
-    for row, t in enumerate(tasks):
-        for annotator, emotion in emotion_answers[t].items():
-            matrix.loc[row, annotator] = EMOTIONS.index(emotion)
-    pred = _normalized(np.stack([np.asarray(probs[t], np.float64) for t in tasks]))
+    tasks, matrix, pred = _cleanlab_inputs(answered, probs)
     unlabeled = _normalized(np.asarray(new_probs, np.float64).reshape(-1, len(EMOTIONS))) if len(new_probs) else None
     from cleanlab.multiannotator import get_active_learning_scores
 
@@ -104,6 +87,26 @@ def second_opinions(answers: Mapping[Hashable, Mapping[str, str]], probs: Mappin
         scores, new_scores = get_active_learning_scores(matrix, pred, unlabeled)
     pooled = sorted([(float(s), 0, row) for row, s in enumerate(scores)] + [(float(s), 1, row) for row, s in enumerate(new_scores if unlabeled is not None else [])])
     return [tasks[row] for _, is_new, row in pooled[:budget] if not is_new]
+
+
+def _answered(answers: Mapping[Hashable, Mapping[str, str]], probs: Mapping[Hashable, np.ndarray]) -> dict[Hashable, dict[str, str]]:
+    """task -> {annotator: emotion} for the tasks with a teacher probability and at least one emotion answer (a skip,
+    "not a face" or "unclear" is no emotion to weigh)."""
+    emotions = {t: {a: e for a, e in given.items() if e in EMOTIONS} for t, given in answers.items() if t in probs}
+    return {t: given for t, given in emotions.items() if given}
+
+
+def _cleanlab_inputs(answered: dict[Hashable, dict[str, str]], probs: Mapping[Hashable, np.ndarray]):  # noqa: ANN202
+    """(tasks, the tasks x annotators matrix of class indices with NaN where one did not answer, the teacher's
+    probabilities in the same row order): what cleanlab.multiannotator takes."""
+    import pandas as pd
+
+    tasks = list(answered)
+    matrix = pd.DataFrame(np.nan, index=range(len(tasks)), columns=sorted({a for given in answered.values() for a in given}))
+    for row, t in enumerate(tasks):
+        for annotator, emotion in answered[t].items():
+            matrix.loc[row, annotator] = EMOTIONS.index(emotion)
+    return tasks, matrix, _normalized(np.stack([np.asarray(probs[t], np.float64) for t in tasks]))
 
 
 def _normalized(p: np.ndarray) -> np.ndarray:
