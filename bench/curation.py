@@ -404,7 +404,8 @@ def summarize(runs: list[Run], faces: Faces, budgets: tuple[float, ...]) -> dict
     n = len(faces.names)
     out: dict[str, Any] = {"faces": n, "temperature": faces.temperature, "budgets": list(budgets), "threshold": THRESHOLD, "noise": NOISE,
                            "teacher_accuracy": baseline_accuracy(faces, "unlabeled"), "scenarios": {},
-                           "teacher": f"honest: trained on the {faces.noise} flips" if faces.noise else "trained on the original labels (upper bound)"}
+                           "teacher": f"honest: trained on the {faces.noise} flips" if faces.noise else "trained on the original labels (upper bound)",
+                           "honest_noise": faces.noise}
     for run in runs:
         sc = out["scenarios"].setdefault(run.scenario, {"accuracy_without_review": baseline_accuracy(faces, run.scenario)})
         key = run.strategy if run.reviewer == "exact" else f"{run.strategy}/{run.reviewer}"
@@ -456,8 +457,12 @@ def markdown(summary: dict[str, Any], minutes: float) -> str:
 
 
 def section_name(summary: dict[str, Any]) -> str:
-    """An honest teacher's runs get their own section, beside the upper bound's."""
-    return "curation-honest" if summary.get("teacher", "").startswith("honest") else "curation"
+    """An honest teacher's runs get their own section, beside the upper bound's: one per noise kind, since each kind has its
+    own teacher (the confusable one came first and keeps the plain name)."""
+    noise = summary.get("honest_noise")
+    if noise is None:
+        return "curation"
+    return "curation-honest" if noise == "confusable" else f"curation-honest-{noise}"
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:

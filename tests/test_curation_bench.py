@@ -144,6 +144,8 @@ def test_honest_probabilities_bring_the_labels_their_teacher_learned_from(tmp_pa
         curation.given_labels(faces, "noisy_uniform", seed=0)
     summary = curation.summarize([], faces, (0.1,))
     assert curation.section_name(summary) == "curation-honest" and summary["teacher"].startswith("honest")
+    faces.noise = "uniform"
+    assert curation.section_name(curation.summarize([], faces, (0.1,))) == "curation-honest-uniform", "each noise kind keeps its own section"
     plain = curation.load_faces(data, probs_file, 120, seed=0)
     assert plain.noise is None and curation.section_name(curation.summarize([], plain, (0.1,))) == "curation"
     assert set(EMOTIONS) >= set(labels)
