@@ -59,6 +59,18 @@ def test_unreachable_database_names_url_without_password(curate_home) -> None:  
     assert "s3cretpassw0rd" not in proc.stderr + proc.stdout
 
 
+def test_a_ledger_that_fails_mid_command_is_one_line_not_a_traceback(curate_home) -> None:  # noqa: ANN001
+    import sqlite3
+
+    run_cli("db", "upgrade")
+    with sqlite3.connect(curate_home / "curate.db") as db:  # the schema says head, but a table is gone (a hand edit, a bad restore)
+        db.execute("DROP TABLE samples")
+    proc = run_cli("status", "--json", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and str(curate_home / "curate.db") in proc.stderr and "no such table: samples" in proc.stderr
+    assert last_json(proc)["ok"] is False
+
+
 def test_secrets_never_printed(curate_home) -> None:  # noqa: ANN001
     token = "ls-token-0123456789abcdef"
     env = {"LABEL_STUDIO_API_KEY": token, "LABEL_STUDIO_URL": "http://127.0.0.1:9", "CURATE_DB_URL": f"sqlite:///{curate_home}/x.db"}

@@ -172,3 +172,40 @@ def test_sample_uid_depends_on_content_and_path() -> None:
     assert ledger.sample_uid("h", "a.jpg") == ledger.sample_uid("h", "a.jpg")
     assert ledger.sample_uid("h", "a.jpg") != ledger.sample_uid("h", "b.jpg")
     assert ledger.sample_uid("h", "a.jpg") != ledger.sample_uid("g", "a.jpg")
+
+
+def test_a_database_failure_mid_transaction_is_one_line_naming_the_ledger_and_writes_nothing(tmp_path) -> None:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    session.upgrade(url)
+    with pytest.raises(session.DatabaseError) as caught:
+        with session.session_scope(url) as db:
+            ledger.get_or_create_dataset(db, "half-written", "folder", "/data")
+            db.execute(text("SELECT * FROM a_table_another_version_dropped"))
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path / "ledger.db") in message and "no such table" in message
+    assert caught.value.locked is False
+    with session.session_scope(url) as db:
+        assert ledger.find_dataset(db, "half-written") is None, "the failed transaction's first write was kept"
+
+
+def test_pull_retries_only_a_locked_ledger() -> None:
+    from curate.review.pull import _with_retry
+
+    calls = []
+
+    def busy_twice() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise session.DatabaseError("ledger: database is locked", locked=True)
+        return "written"
+
+    assert _with_retry(busy_twice) == "written" and len(calls) == 3
+    calls.clear()
+
+    def broken() -> None:
+        calls.append(1)
+        raise session.DatabaseError("ledger: no such table: samples")
+
+    with pytest.raises(session.DatabaseError, match="no such table"):
+        _with_retry(broken)
+    assert len(calls) == 1, "a broken ledger is not retried"

@@ -41,13 +41,13 @@ def _annotation_dicts(task: Any, users: dict[int, str]) -> list[dict[str, Any]]:
 
 def _with_retry(fn, attempts: int = 8):  # noqa: ANN001, ANN202
     """Run a ledger transaction, retrying when SQLite reports a concurrent writer. Safe: every write is idempotent."""
-    from sqlalchemy.exc import OperationalError
+    from curate.store.sql.session import DatabaseError
 
     for attempt in range(attempts):
         try:
             return fn()
-        except OperationalError as exc:
-            if "locked" not in str(exc.orig) or attempt == attempts - 1:
+        except DatabaseError as exc:
+            if not exc.locked or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable: the last attempt re-raises")

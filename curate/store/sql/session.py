@@ -26,7 +26,11 @@ _MIGRATION_LOCK_KEY = 0x637572617465
 
 
 class DatabaseError(CurateError):
-    pass
+    """The ledger cannot be reached or refused a statement. ``locked``: SQLite reported another writer (worth a retry)."""
+
+    def __init__(self, message: str, *, locked: bool = False) -> None:
+        super().__init__(message)
+        self.locked = locked
 
 
 def migrations_dir() -> Path:
@@ -73,6 +77,13 @@ def session_scope(url: str) -> Iterator[Session]:
         try:
             yield session
             session.commit()
+        except OperationalError as exc:
+            # The database went away, filled its disk or lost a table mid-command: one line naming it, not a traceback.
+            # The transaction is rolled back whole, and every stage resumes from what earlier transactions committed.
+            session.rollback()
+            reason = str(exc.orig or exc).splitlines()[0]
+            raise DatabaseError(f"{redact_url(url)}: {reason} (this step's writes were rolled back; run the command again to carry on)",
+                                locked="locked" in reason) from exc
         except BaseException:
             session.rollback()
             raise
