@@ -161,8 +161,13 @@ def main() -> None:
     summary["minutes"] = round((time.perf_counter() - started) / 60, 1)
     from bench._results import write_section
 
-    write_section("signals", markdown(summary), summary)
+    write_section(section_name(summary), markdown(summary), summary)
     print(json.dumps(summary["signals"], indent=1))
+
+
+def section_name(summary: dict) -> str:
+    """One section per noise kind the teacher learned (each has its own teacher); confusable came first and keeps the plain name."""
+    return "signals" if summary["noise"] in (None, "confusable") else f"signals-{summary['noise']}"
 
 
 def markdown(summary: dict) -> str:

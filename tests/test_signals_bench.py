@@ -51,3 +51,8 @@ def test_each_signal_orders_by_its_own_evidence() -> None:
     assert orders["curate"][0] == 0, "the shipped routing starts with cleanlab's surest flag"
     for order in orders.values():
         assert sorted(order.tolist()) == list(range(n)), "every queue is an order over all faces"
+
+
+def test_each_noise_kind_keeps_its_own_results_section() -> None:
+    assert signals.section_name({"noise": "confusable"}) == "signals"
+    assert signals.section_name({"noise": "uniform"}) == "signals-uniform", "a uniform run must not overwrite the confusable table"
