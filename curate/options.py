@@ -1,4 +1,5 @@
-"""``option()``: a dataclass field carrying what the command line needs (help, flag, bounds, setting).
+"""``option()``: a dataclass field carrying what the command line needs (help, flag, bounds, setting); ``base_type``:
+the type under an optional hint, read alike by the stage options and the training recipe's own parser.
 
 Kept in a module of its own, importing nothing of curate, so the recipe's configs
 (curate/models/config.py) and the stage declarations (curate/stages/) can both use it without an
@@ -8,10 +9,12 @@ import cycle. The metadata keys are described in curate/stages/spec.py.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import field
 from typing import Any
 
-__all__ = ["option"]
+__all__ = ["base_type", "option"]
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, minimum: float | None = None,  # noqa: A002
@@ -22,3 +25,12 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | No
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def base_type(hint: Any) -> tuple[Any, bool]:
+    """The type under an optional hint: (T, optional) for T, Optional[T] and T | None."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else Any), True
+    return hint, False

@@ -20,16 +20,16 @@ import argparse
 import dataclasses
 import json
 import sys
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
 
 def _option_type(hint: Any) -> tuple[Any, bool]:
-    """(argparse type, takes a list) for a dataclass field's hint; Optional[T] is T."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    base = args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and args else hint
+    """(argparse type, takes a list) for a dataclass field's hint; Optional[T] is T (as the stage options read it)."""
+    from curate.options import base_type
+
+    base, _ = base_type(hint)
     if typing.get_origin(base) is list:
         return typing.get_args(base)[0], True
     return base, False

@@ -18,14 +18,13 @@ Options are plain dataclass fields. ``field(metadata=...)`` carries what the com
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from curate.exceptions import CurateError
-from curate.options import option
+from curate.options import base_type, option
 
 __all__ = ["Stage", "StageContext", "base_type", "option", "option_fields", "options_from_params", "resolve_settings"]
 
@@ -99,15 +98,6 @@ def options_from_params(stage: Stage, params: dict[str, Any], where: str) -> Any
         return stage.options(**values)
     except TypeError as exc:  # a required option left out
         raise CurateError(f"{where}: stage {stage.name!r}: {exc}") from None
-
-
-def base_type(hint: Any) -> tuple[Any, bool]:
-    """The type under an optional hint: (T, optional) for T, Optional[T] and T | None."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return (rest[0] if len(rest) == 1 else Any), True
-    return hint, False
 
 
 def _coerce(raw: Any, hint: Any, where: str) -> Any:
