@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -544,12 +543,6 @@ def merged(summary: dict[str, Any], minutes: float, previous: Path) -> tuple[dic
     return old, float(old.get("minutes", 0.0)) + minutes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -578,9 +571,10 @@ def main() -> None:
     files_root = work / "files"
     files_root.mkdir(parents=True)
     reviewers = {key: ("exact", "wrong5", "two_annotators", "two_activelab") for key in filter(None, args.reviewer_variants.split(","))}
+    from curate.ports import free_port
     from curate.review import server
 
-    info = server.serve(home, _free_port(), files_root, timeout=300)
+    info = server.serve(home, free_port(), files_root, timeout=300)
     try:
         token = server.credentials(server.paths(home)).token.reveal()
         summary = run_benchmark(info["url"], token, files_root, faces, tuple(args.scenarios.split(",")), tuple(args.strategies.split(",")),

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -31,12 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._results import write_section  # noqa: E402
 
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _copy_faces(src: Path, dst: Path, n: int) -> None:
@@ -86,6 +79,7 @@ def main() -> None:  # noqa: PLR0915
 
     from label_studio_sdk import LabelStudio
 
+    from curate.ports import free_port
     from curate.review import project as proj
     from curate.review import server
     from curate.review.pull import pull
@@ -94,7 +88,7 @@ def main() -> None:  # noqa: PLR0915
     from curate.store import fo_store
 
     t0 = time.perf_counter()
-    info = server.serve(home, _free_port(), work, timeout=300)
+    info = server.serve(home, free_port(), work, timeout=300)
     start_s = time.perf_counter() - t0
     try:
         settings = load_settings()

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.helpers import REPO
 
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(["curate", "curate.exceptions", "curate.options", "curate.files", "curate.taxonomy", "curate.secrets"], 0),
+    **dict.fromkeys(["curate", "curate.exceptions", "curate.options", "curate.files", "curate.taxonomy", "curate.secrets", "curate.ports"], 0),
     **dict.fromkeys(["curate.settings", "curate.output", "curate.parallel", "curate.sources", "curate.store"], 1),
     **dict.fromkeys(["curate.models", "curate.quality"], 2),
     **dict.fromkeys(["curate.ingest", "curate.prelabel", "curate.errors", "curate.review", "curate.retrain", "curate.report"], 3),

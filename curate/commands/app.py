@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import typer
 
 from curate.commands.common import DatasetOption, settings_from
 from curate.exceptions import CurateError
+from curate.ports import port_open
 from curate.secrets import child_env
 
 
@@ -27,9 +27,8 @@ def _wait_for_port(address: str, port: int, proc: subprocess.Popen, timeout: flo
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise CurateError(f"FiftyOne App on {address}:{port} exited with code {proc.returncode} while starting")
-        with socket.socket() as s:
-            if s.connect_ex((address, port)) == 0:
-                return
+        if port_open(port, address):
+            return
         time.sleep(0.2)
     raise CurateError(f"FiftyOne App on {address}:{port} did not answer within {timeout:.0f} s")
 
@@ -73,9 +72,8 @@ def app(
         views = ds.list_saved_views()
         if view is not None and view not in views:
             raise CurateError(f"dataset {s.dataset!r} has no saved view {view!r}; it has: {', '.join(views) or 'none'}")
-        with socket.socket() as probe:
-            if probe.connect_ex((address, port)) == 0:
-                raise CurateError(f"{address}:{port} is already in use; pass --port")
+        if port_open(port, address):
+            raise CurateError(f"{address}:{port} is already in use; pass --port")
         # Ctrl-C and a service manager's SIGTERM both stop the server; a SIGINT ignored by a parent shell is re-armed.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)

@@ -14,13 +14,13 @@ N-th index from its rank on, so the ranks' shards are disjoint and together are 
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from curate.exceptions import CurateError
+from curate.ports import free_port
 
 __all__ = ["Group", "SINGLE", "shard", "launch"]
 
@@ -62,12 +62,6 @@ def shard(drawn: np.ndarray, group: Group, seed: int) -> np.ndarray:
     return drawn[order[:usable]][group.rank::group.world]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _entry(rank: int, world: int, port: int, device_type: str, fn: Callable[..., Any], args: tuple) -> None:
     import torch
     import torch.distributed as dist
@@ -99,7 +93,7 @@ def launch(world: int, device_type: str, fn: Callable[..., Any], *args: Any) -> 
         if torch.cuda.device_count() < world:
             raise CurateError(f"--nproc {world} needs {world} GPUs; {torch.cuda.device_count()} visible")
     try:
-        mp.spawn(_entry, args=(world, _free_port(), device_type, fn, args), nprocs=world, join=True)
+        mp.spawn(_entry, args=(world, free_port(), device_type, fn, args), nprocs=world, join=True)
     except mp.ProcessRaisedException as exc:  # the rank's own traceback is in the message: keep its last line
         raise CurateError(f"training process {exc.error_index} of {world} failed: {str(exc).strip().splitlines()[-1][:300]}") from None
     except mp.ProcessExitedException as exc:

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.exceptions import CurateError
+from curate.ports import port_open
 from curate.secrets import Secret, child_env
 
 __all__ = ["Credentials", "ServerPaths", "credentials", "ensure_installed", "serve", "stop", "status", "check_data_root", "LABEL_STUDIO_VERSION"]
@@ -124,11 +124,6 @@ def ensure_installed(p: ServerPaths, say=print) -> Path:  # noqa: ANN001
     return exe
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _health(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
@@ -181,7 +176,7 @@ def serve(home: Path, port: int, data_root: Path, timeout: float = 180.0, say=pr
     current = status(home)
     if current.get("running"):
         return {**current, "already_running": True}
-    if _port_open(port):
+    if port_open(port):
         raise CurateError(f"127.0.0.1:{port} is already in use (Label Studio would silently move to another port); pass --port")
     data_root = check_data_root(data_root, home)
     exe = ensure_installed(p, say)

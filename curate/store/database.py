@@ -25,13 +25,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
 
 from curate.exceptions import CurateError
+from curate.ports import free_port, port_open
 
 __all__ = ["database_folder", "ensure_database", "mongod_binary", "release"]
 
@@ -137,12 +137,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1.0)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _serving(state: dict, folder: Path) -> bool:
     """The recorded mongod is still this folder's and answers (a reused pid or a dead server is not)."""
     pid, port = int(state.get("pid", 0)), int(state.get("port", 0))
@@ -152,24 +146,18 @@ def _serving(state: dict, folder: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return bool(cmdline) and cmdline[0].endswith(b"mongod") and str(folder).encode() in cmdline and _port_open(port)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return bool(cmdline) and cmdline[0].endswith(b"mongod") and str(folder).encode() in cmdline and port_open(port)
 
 
 def _start(folder: Path) -> dict:
     log = folder / "log" / "mongod.log"
     log.parent.mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(mongod_binary()), "--dbpath", str(folder), "--port", str(port), "--bind_ip", "127.0.0.1",
                              "--nounixsocket", "--logpath", str(log), "--logappend"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not _port_open(port):
+    while not port_open(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             if proc.poll() is None:
                 proc.kill()
