@@ -17,6 +17,9 @@ Signals (higher = likelier wrong):
 - ``oof+knn``: 1 - the mean of the two probabilities of the given label;
 - ``curate+knn``: the shipped order with cleanlab's flags ranked by that mean instead of self-confidence alone;
 - ``duplicates``: ``oof``, with faces whose near-duplicate group holds another label first (FER2013 has ~2,000 groups);
+- ``margin``, ``entropy``, ``oof_adjusted``: cleanlab's other label-quality scores (normalized margin, confidence-weighted
+  entropy, self-confidence after subtracting each class's average confidence);
+- ``curate+margin``: the shipped order with cleanlab's flags ranked by the normalized margin;
 - ``random``: a seeded shuffle.
 """
 
@@ -89,6 +92,16 @@ def smallest_share(order: np.ndarray, flipped: np.ndarray, target: float = 0.98)
     return float((hit[0] + 1) / n) if len(hit) else None
 
 
+def cleanlab_quality(given: np.ndarray, probs: np.ndarray, method: str, adjust: bool = False) -> np.ndarray:
+    """cleanlab's label-quality score (higher = likelier right) over the classes the labels use, as `curate errors` does."""
+    from cleanlab.rank import get_label_quality_scores
+
+    present = np.unique(given)
+    p = probs[:, present] / np.clip(probs[:, present].sum(1, keepdims=True), 1e-12, None)
+    y = np.searchsorted(present, given)
+    return np.asarray(get_label_quality_scores(y, p, method=method, adjust_pred_probs=adjust), float)
+
+
 def signal_orders(probs: np.ndarray, given: np.ndarray, knn: np.ndarray, conflict: np.ndarray, temperature: float,
                   seed: int = 0) -> dict[str, np.ndarray]:
     """Each signal's queue: indices, likeliest error first."""
@@ -98,8 +111,11 @@ def signal_orders(probs: np.ndarray, given: np.ndarray, knn: np.ndarray, conflic
     n = len(given)
     p_given = probs[np.arange(n), given]
     knn_given = knn[np.arange(n), given]
+    margin = cleanlab_quality(given, probs, "normalized_margin")
     scores = {"oof": 1 - p_given, "knn": 1 - knn_given + 1e-6 * (1 - p_given), "oof+knn": 1 - 0.5 * (p_given + knn_given),
-              "duplicates": (1 - p_given) + conflict.astype(float)}
+              "duplicates": (1 - p_given) + conflict.astype(float), "margin": 1 - margin,
+              "entropy": 1 - cleanlab_quality(given, probs, "confidence_weighted_entropy"),
+              "oof_adjusted": 1 - cleanlab_quality(given, probs, "self_confidence", adjust=True)}
     orders = {name: np.argsort(-score, kind="stable") for name, score in scores.items()}
 
     def shipped(cands: list, tail: np.ndarray) -> np.ndarray:
@@ -112,6 +128,7 @@ def signal_orders(probs: np.ndarray, given: np.ndarray, knn: np.ndarray, conflic
     orders["curate"] = shipped(cands, 1 - p_given)
     both = 0.5 * (found.quality + knn_given)  # cleanlab's flags, ranked by the out-of-fold and the neighbours' view together
     orders["curate+knn"] = shipped([dataclasses.replace(c, label_quality=float(q)) for c, q in zip(cands, both)], scores["oof+knn"])
+    orders["curate+margin"] = shipped([dataclasses.replace(c, label_quality=float(q)) for c, q in zip(cands, margin)], 1 - margin)
     orders["random"] = np.random.default_rng(seed).permutation(n)
     return orders
 

@@ -48,6 +48,9 @@ def test_each_signal_orders_by_its_own_evidence() -> None:
     conflict[2] = True  # face 2: a duplicate carries another label
     orders = signals.signal_orders(probs, given, knn, conflict, temperature=1.0)
     assert orders["oof"][0] == 0 and orders["knn"][0] == 1 and orders["duplicates"][0] == 2
+    assert orders["margin"][0] == 0 and orders["curate+margin"][0] == 0
+    adjusted = signals.cleanlab_quality(given, probs, "self_confidence", adjust=True)
+    assert adjusted[orders["oof_adjusted"][0]] == adjusted.min() and adjusted[0] < np.median(adjusted), "cleanlab's class-adjusted score"
     assert orders["curate"][0] == 0, "the shipped routing starts with cleanlab's surest flag"
     for order in orders.values():
         assert sorted(order.tolist()) == list(range(n)), "every queue is an order over all faces"
