@@ -121,14 +121,29 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
     teacher's probabilities from ``probs_for`` (curate/review/consensus.py; annotator quality comes from all shared
     tasks, so an unchanged task's consensus may move too); then the label events, removals and states."""
     from curate.review.records import known_tasks
-    from curate.store.sql import ledger
-    from curate.store.sql.models import ReviewResult, utcnow
+    from curate.store.sql.models import utcnow
 
     known = {t.ls_task_id: (uid, t, r) for uid, (t, r) in known_tasks(db, dataset_id, project).items()}
-    counts = {"unchanged": 0, "changed": 0, "done": 0, "skipped": 0, "conflict": 0, "deleted_on_server": 0}
     now = utcnow()
+    decided, counts = _decide_changed(db, known, tasks, complete, now)
+    crowd = _consensus(known, probs_for)
+    events, removals = _record(db, dataset_id, project, known, decided, crowd, now)
+    return {**counts, "new_human_labels": len(events), "label_changes": sum(1 for e in events if e["label"] != e["previous_label"]),
+            "decided_by_crowdlab": sum(1 for e in events if e["actor"].startswith("crowdlab:")),
+            "annotator_quality": crowd.annotator_quality if crowd else None,
+            "removed": {reason: sum(1 for r in removals if r["reason"] == reason) for reason in REMOVAL_REASONS},
+            "returned_to_working_set": sum(1 for r in removals if not r["removed"])}
+
+
+def _decide_changed(db, known: dict[int, tuple[str, Any, Any]], tasks: dict[int, list[dict[str, Any]]], complete: bool,  # noqa: ANN001
+                    now: dt.datetime) -> tuple[dict[int, Decision], dict[str, int]]:
+    """Step 1: the majority decision of every listed task whose answers changed since the last pull (a task missing
+    from a ``complete`` listing is cancelled); each gets a result row to hold its answers."""
+    from curate.store.sql.models import ReviewResult
+
+    counts = {"unchanged": 0, "changed": 0, "done": 0, "skipped": 0, "conflict": 0, "deleted_on_server": 0}
     decided: dict[int, Decision] = {}
-    for task_id, (_, task, result) in known.items():
+    for task_id, (uid, task, result) in known.items():
         if task_id not in tasks:
             if not complete:
                 counts["unchanged"] += 1
@@ -140,7 +155,7 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
         if result is None:
             result = ReviewResult(review_task_id=task.id, conflict=False)
             db.add(result)
-            known[task_id] = (known[task_id][0], task, result)
+            known[task_id] = (uid, task, result)
         if (result.annotations_sig or _UNTOUCHED) == decision.signature:
             counts["unchanged"] += 1
             continue
@@ -149,7 +164,14 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
             counts[decision.state] += 1
         decided[task_id] = decision
         result.answers = dict(decision.answers) or None
-    crowd = _consensus(known, probs_for)
+    return decided, counts
+
+
+def _record(db, dataset_id: int, project: int, known: dict[int, tuple[str, Any, Any]], decided: dict[int, Decision],  # noqa: ANN001
+            crowd: Any, now: dt.datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Step 3: task states, removals and label events (appended to the ledger; also returned for the counts). A face
+    gets at most one label event per pull: CROWDLAB's label where it differs from the majority, else the majority's."""
+    from curate.store.sql import ledger
 
     current = ledger.current_labels(db, dataset_id)
     removed: dict[int, tuple[str, str] | None] = dict(ledger.current_removals(db, dataset_id))
@@ -172,32 +194,38 @@ def _apply(db, dataset_id: int, project: int, tasks: dict[int, list[dict[str, An
             result.annotations_sig, result.pulled_at = decision.signature, now
         decided_removal = decision.removal if decision is not None else (result is not None and not result.conflict and not result.human_label)
         majority = decision.label if decision is not None and decision.state == "done" else None
+        previous = current.get(task.sample_id, (None, None))[0]
         if crowd_label is not None and crowd_label != majority and not decided_removal and crowd_label != result.human_label:
             # CROWDLAB decides a tie, overrules a majority, or moves an earlier consensus: one event, its own actor
-            previous = current.get(task.sample_id, (None, None))[0]
-            events.append({
-                "sample_id": task.sample_id, "label": crowd_label, "source": "human", "created_at": now, "previous_label": previous,
-                "actor": ("crowdlab:" + ",".join(sorted(result.answers or {})))[:200], "ls_project_id": project, "ls_task_id": task_id,
-                "ls_annotation_id": None, "dedup_key": f"crowdlab:ls{project}:t{task_id}:{result.annotations_sig}:{result.human_label}->{crowd_label}"[:200],
-            })
+            events.append(_crowdlab_event(task, result, crowd_label, previous, project, now))
             result.human_label = crowd_label
             task.state, task.updated_at = "done", now  # a tie stays flagged (result.conflict) but is decided
         elif majority is not None and majority != result.human_label:
-            previous = current.get(task.sample_id, (None, None))[0]
-            events.append({
-                "sample_id": task.sample_id, "label": decision.label, "source": "human", "actor": ",".join(decision.voters)[:200],
-                "created_at": decision.decided_at, "previous_label": previous, "ls_project_id": project, "ls_task_id": task_id,
-                "ls_annotation_id": decision.annotation_id,
-                "dedup_key": f"human:ls{project}:t{task_id}:a{decision.annotation_id}:{decision.decided_at.isoformat()}:{decision.label}",
-            })
+            events.append(_majority_event(task, decision, previous, project))
             result.human_label = decision.label
     ledger.append_label_events(db, events)
     ledger.append_removals(db, removals)
-    return {**counts, "new_human_labels": len(events), "label_changes": sum(1 for e in events if e["label"] != e["previous_label"]),
-            "decided_by_crowdlab": sum(1 for e in events if e["actor"].startswith("crowdlab:")),
-            "annotator_quality": crowd.annotator_quality if crowd else None,
-            "removed": {reason: sum(1 for r in removals if r["reason"] == reason) for reason in REMOVAL_REASONS},
-            "returned_to_working_set": sum(1 for r in removals if not r["removed"])}
+    return events, removals
+
+
+def _crowdlab_event(task: Any, result: Any, label: str, previous: str | None, project: int, now: dt.datetime) -> dict[str, Any]:
+    """The label event of a CROWDLAB decision: its actor names the annotators it weighed; keyed by their answers."""
+    return {
+        "sample_id": task.sample_id, "label": label, "source": "human", "created_at": now, "previous_label": previous,
+        "actor": ("crowdlab:" + ",".join(sorted(result.answers or {})))[:200], "ls_project_id": project, "ls_task_id": task.ls_task_id,
+        "ls_annotation_id": None,
+        "dedup_key": f"crowdlab:ls{project}:t{task.ls_task_id}:{result.annotations_sig}:{result.human_label}->{label}"[:200],
+    }
+
+
+def _majority_event(task: Any, decision: Decision, previous: str | None, project: int) -> dict[str, Any]:
+    """The label event of a majority decision: its voters, their deciding annotation and when it was made."""
+    return {
+        "sample_id": task.sample_id, "label": decision.label, "source": "human", "actor": ",".join(decision.voters)[:200],
+        "created_at": decision.decided_at, "previous_label": previous, "ls_project_id": project, "ls_task_id": task.ls_task_id,
+        "ls_annotation_id": decision.annotation_id,
+        "dedup_key": f"human:ls{project}:t{task.ls_task_id}:a{decision.annotation_id}:{decision.decided_at.isoformat()}:{decision.label}",
+    }
 
 
 def _consensus(known: dict[int, tuple[str, Any, Any]], probs_for: Callable[[list[str]], dict[str, Any]]):  # noqa: ANN202

@@ -198,23 +198,26 @@ def ensure_project(server: ReviewServer, dataset: str) -> tuple[int, bool]:
     return server.create_project(title, proj.label_config(), description), True
 
 
-def _second_opinions(url: str, dataset_id: int, project: int, dataset: str, sendable: list[tuple[Routed, Path]], limit: int | None,
-                     annotators: int) -> tuple[list[tuple[Routed, Path]], list[tuple[int, int]]]:
-    """(the new faces to send, [(answered task, people to ask in all)] to reopen): ActiveLab over the answered tasks that
-    have fewer than ``annotators`` emotion answers and the new faces this push would send (curate/review/consensus.py).
+def _under_asked(known: dict[str, tuple[Any, Any]], annotators: int) -> dict[int, tuple[str, dict[str, str]]]:
+    """{task: (uid, answers)} for the answered tasks with fewer than ``annotators`` emotion answers: ActiveLab's pool."""
+    from curate.taxonomy import EMOTIONS
+
+    return {task.ls_task_id: (uid, dict(result.answers)) for uid, (task, result) in known.items()
+            if task.state == "done" and result is not None and result.answers
+            and sum(a in EMOTIONS for a in result.answers.values()) < annotators}
+
+
+def _second_opinions(dataset: str, sendable: list[tuple[Routed, Path]], limit: int | None,
+                     answered: dict[int, tuple[str, dict[str, str]]]) -> tuple[list[tuple[Routed, Path]], list[tuple[int, int]]]:
+    """(the new faces to send, [(answered task, people to ask in all)] to reopen): ActiveLab over the under-asked
+    ``answered`` tasks (:func:`_under_asked`) and the new faces this push would send (curate/review/consensus.py).
     A reopened task takes a new face's place within ``limit``; without a limit every new face still goes."""
     import numpy as np
 
     from curate.review.consensus import second_opinions
-    from curate.review.records import known_tasks
     from curate.review.teacher_view import teacher_probabilities
-    from curate.store.sql import session
     from curate.taxonomy import EMOTIONS
 
-    with session.session_scope(url) as db:
-        answered = {task.ls_task_id: (uid, dict(result.answers)) for uid, (task, result) in known_tasks(db, dataset_id, project).items()
-                    if task.state == "done" and result is not None and result.answers
-                    and sum(a in EMOTIONS for a in result.answers.values()) < annotators}
     budget = limit if limit is not None else len(sendable)
     if not answered or budget <= 0:
         return sendable, []
@@ -278,14 +281,16 @@ def push(settings, dataset: str, threshold: float, limit: int | None, batch_size
             server.set_overlap(project, 1 if adaptive else annotators)
         with session.session_scope(url) as db:
             adopted = adopt_orphans(server.iter_tasks(project), db, dataset_id, project)
-            in_review = set(known_tasks(db, dataset_id, project))
+            known = known_tasks(db, dataset_id, project)
+            in_review = set(known)
+            under_asked = _under_asked(known, annotators or 1) if adaptive else {}
         queue = route(candidates, threshold, exclude=in_review, limit=None, strategy=routing)
         roots = image_roots(dataset_root, settings.home, dataset)
         files_root = Path(os.path.realpath(server.endpoint.files_root)) if server.endpoint.files_root else None
         sendable, refused = _screen(queue, filepaths, roots, limit)
         reopen: list[tuple[int, int]] = []
         if adaptive:
-            sendable, reopen = _second_opinions(url, dataset_id, project, dataset, sendable, limit, annotators or 1)
+            sendable, reopen = _second_opinions(dataset, sendable, limit, under_asked)
             if reopen:
                 _reopen(server, url, project, reopen)
         by_candidate = {c.uid: c for c in candidates}
