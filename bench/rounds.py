@@ -1,6 +1,6 @@
 """Active-learning rounds that retrain the teacher (issue 30): does re-training on what people fixed find more flips?
 
-    python bench/rounds.py [--faces 5000] [--noise confusable] [--data ../shared/data/fer2013]
+    python bench/rounds.py [--faces 5000] [--noise confusable] [--seeds 0,1] [--data ../shared/data/fer2013]
 
 A sample of FER2013 train faces gets 20 % of its labels flipped (bench/_data.inject_noise); the default workflow's CPU
 teacher (the teacher stage of workflows/fer2013.yaml, fit_teacher as `make run` calls it) learns from those labels.
@@ -16,7 +16,8 @@ tests/test_curation_bench.py checks against a real Label Studio round trip):
   (same recipe, same folds), and its fresh out-of-fold probabilities route the faces nobody reviewed yet;
 - ``random``: a seeded shuffle, for scale.
 
-Every teacher lands in ``bench/runs/rounds/<name>/round-<k>``; a killed run resumes from the teachers already trained.
+Every teacher lands in ``bench/runs/rounds/<noise>-<faces>-s<seed>/round-<k>``; a killed run resumes from the teachers
+already trained.
 Results: ``bench/results/rounds-<noise>.json`` and the "rounds" section of bench/RESULTS.md.
 """
 
@@ -133,53 +134,59 @@ def train_teacher(rows: list, labels: np.ndarray, truth: np.ndarray, folder: Pat
     return Teacher(probs, temperature, float((probs.argmax(1) == truth).mean()))
 
 
-def main() -> None:
+def one_sample(data: Path, faces: int, noise: str, rate: float, budgets: tuple[float, ...], seed: int, runs: Path,
+               say: Callable[[str], None]) -> dict:
+    """Every strategy on one seeded sample with its own flips: label accuracy by budget, and each round's teacher."""
     from curate.taxonomy import EMOTIONS
 
+    rows = rows_of(data, "train", faces, seed)
+    noisy, flipped = inject_noise(rows, noise, rate, seed=seed)
+    truth = np.array([EMOTIONS.index(r.label) for r in rows])
+    given = np.array([EMOTIONS.index(r.label) for r in noisy])
+    first = train_teacher(rows, given, truth, runs / "round-0", say)
+    say(f"seed {seed}, round 0 teacher: out-of-fold accuracy {100 * first.oof_accuracy:.1f} % on the true labels")
+    n = len(rows)
+    one_shot_order = queue(given, first.probs, first.temperature, set())
+    table = {
+        "one_shot": [accuracy(truth, given, list(one_shot_order[:int(round(b * n))])) for b in budgets],
+        "rounds_rescore": run_rounds(truth, given, first, budgets, None)[0],
+        "random": [accuracy(truth, given, list(np.random.default_rng(seed).permutation(n)[:int(round(b * n))])) for b in budgets],
+    }
+
+    def retrain(k: int, labels: np.ndarray) -> Teacher:
+        teacher = train_teacher(rows, labels, truth, runs / f"round-{k}", say)
+        say(f"seed {seed}, round {k} teacher: out-of-fold accuracy {100 * teacher.oof_accuracy:.1f} % on the true labels")
+        return teacher
+
+    table["rounds_retrain"], trained = run_rounds(truth, given, first, budgets, retrain)
+    return {"seed": seed, "flipped_share": float(flipped.mean()),
+            "teacher_oof_accuracy_by_round": [first.oof_accuracy, *(t.oof_accuracy for t in trained)],
+            "strategies": {name: {"accuracy_by_budget": {str(b): a for b, a in zip(budgets, accs)}} for name, accs in table.items()}}
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--faces", type=int, default=5000)
     parser.add_argument("--noise", choices=NOISE_KINDS, default="confusable")
     parser.add_argument("--noise-rate", type=float, default=0.2)
     parser.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default=None, help="Run folder under bench/runs/rounds (default: <noise>-<faces>-s<seed>).")
+    parser.add_argument("--seeds", default="0,1", help="Each seed draws its own sample and flips; the table shows their mean.")
     args = parser.parse_args()
     if not (args.data / "train").is_dir():
         sys.exit(f"error: {args.data}: no train/<class> folders (pass --data)")
     budgets = tuple(float(b) for b in args.budgets.split(","))
     started = time.perf_counter()
-    rows = rows_of(args.data, "train", args.faces, args.seed)
-    noisy, flipped = inject_noise(rows, args.noise, args.noise_rate, seed=args.seed)
-    truth = np.array([EMOTIONS.index(r.label) for r in rows])
-    given = np.array([EMOTIONS.index(r.label) for r in noisy])
-    runs = BENCH / "runs" / "rounds" / (args.name or f"{args.noise}-{args.faces}-s{args.seed}")
 
     def say(message: str) -> None:
         print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {message}", file=sys.stderr, flush=True)
 
-    first = train_teacher(rows, given, truth, runs / "round-0", say)
-    say(f"round 0 teacher: out-of-fold accuracy {100 * first.oof_accuracy:.1f} % on the true labels")
-    n = len(rows)
-    one_shot_order = queue(given, first.probs, first.temperature, set())
-    table = {
-        "one_shot": [accuracy(truth, given, list(one_shot_order[:int(round(b * n))])) for b in budgets],
-        "rounds_rescore": run_rounds(truth, given, first, budgets, None)[0],
-        "random": [accuracy(truth, given, list(np.random.default_rng(args.seed).permutation(n)[:int(round(b * n))])) for b in budgets],
-    }
-
-    def retrain(k: int, labels: np.ndarray) -> Teacher:
-        teacher = train_teacher(rows, labels, truth, runs / f"round-{k}", say)
-        say(f"round {k} teacher: out-of-fold accuracy {100 * teacher.oof_accuracy:.1f} % on the true labels")
-        return teacher
-
-    table["rounds_retrain"], trained = run_rounds(truth, given, first, budgets, retrain)
-    summary = {
-        "faces": n, "noise": args.noise, "flipped_share": float(flipped.mean()), "budgets": list(budgets), "seed": args.seed,
-        "teacher_oof_accuracy_by_round": [first.oof_accuracy, *(t.oof_accuracy for t in trained)],
-        "strategies": {name: {"accuracy_by_budget": {str(b): a for b, a in zip(budgets, accs)}} for name, accs in table.items()},
-        "minutes": round((time.perf_counter() - started) / 60, 1),
-    }
+    samples = [one_sample(args.data, args.faces, args.noise, args.noise_rate, budgets, seed,
+                          BENCH / "runs" / "rounds" / f"{args.noise}-{args.faces}-s{seed}", say) for seed in map(int, args.seeds.split(","))]
+    summary = {"faces": args.faces, "noise": args.noise, "budgets": list(budgets), "samples": samples,
+               "mean": {name: {"accuracy_by_budget": {str(b): float(np.mean([x["strategies"][name]["accuracy_by_budget"][str(b)] for x in samples]))
+                                                      for b in budgets}} for name in samples[0]["strategies"]},
+               "minutes": round((time.perf_counter() - started) / 60, 1)}
     from bench._results import write_section
 
     write_section(f"rounds-{args.noise}", markdown(summary), summary)
@@ -187,16 +194,19 @@ def main() -> None:
 
 def markdown(summary: dict) -> str:
     budgets = summary["budgets"]
-    rounds = ", ".join(f"{100 * a:.1f}" for a in summary["teacher_oof_accuracy_by_round"])
+    samples = summary["samples"]
+    rounds = "; ".join(f"seed {x['seed']}: " + ", ".join(f"{100 * a:.1f}" for a in x["teacher_oof_accuracy_by_round"]) + " %" for x in samples)
     lines = [f"## Active-learning rounds that retrain the teacher (bench/rounds.py), {summary['noise']} noise\n",
-             f"{summary['faces']} FER2013 train faces, {100 * summary['flipped_share']:.0f} % of their labels flipped "
-             f"({summary['noise']}); the default workflow's CPU teacher learned from them. Cells: label accuracy % after an exact "
-             f"reviewer fixed what each strategy showed, at each cumulative budget. The retrained teachers' out-of-fold accuracy "
-             f"on the true labels, round by round: {rounds} %. {summary['minutes']} min.\n",
-             "| strategy | " + " | ".join(f"{int(100 * b)} %" for b in budgets) + " |",
-             "|---|" + "---|" * len(budgets)]
-    for name, row in summary["strategies"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{100 * row['accuracy_by_budget'][str(b)]:.1f}" for b in budgets) + " |")
+             f"{len(samples)} samples of {summary['faces']} FER2013 train faces (one per seed), each with "
+             f"{100 * samples[0]['flipped_share']:.0f} % of its labels flipped ({summary['noise']}); the default workflow's CPU teacher "
+             f"learned from them. Cells: label accuracy % after an exact reviewer fixed what each strategy showed, at each cumulative "
+             f"budget: the mean over the samples, then each sample's. The teachers' out-of-fold accuracy on the true labels, round by "
+             f"round ({rounds}). {summary['minutes']} min (teachers already trained are reused).\n",
+             "| strategy | " + " | ".join(f"{int(100 * b)} %" for b in budgets) + " | per seed at 30 % |",
+             "|---|" + "---|" * (len(budgets) + 1)]
+    for name, row in summary["mean"].items():
+        each = " / ".join(f"{100 * x['strategies'][name]['accuracy_by_budget']['0.3']:.1f}" for x in samples) if 0.3 in budgets else ""
+        lines.append(f"| {name} | " + " | ".join(f"{100 * row['accuracy_by_budget'][str(b)]:.1f}" for b in budgets) + f" | {each} |")
     return "\n".join(lines) + "\n"
 
 

@@ -66,3 +66,15 @@ def test_rounds_with_a_retrain_use_the_new_teachers_view_for_the_next_slice() ->
     assert rescored[1] < 1.0, "the blind teacher's order cannot find them all"
     assert with_retrain[0] == pytest.approx(rescored[0]), "both spend the first slice on the same queue"
     assert rounds.accuracy(truth, given, list(range(len(given)))) == 1.0 and rounds.accuracy(truth, given, []) == pytest.approx(1 - flipped.mean())
+
+
+def test_the_table_shows_the_mean_over_seeds_and_each_seed_at_30_percent() -> None:
+    def sample(seed: int, acc: float) -> dict:
+        return {"seed": seed, "flipped_share": 0.2, "teacher_oof_accuracy_by_round": [0.43, 0.45],
+                "strategies": {"one_shot": {"accuracy_by_budget": {"0.1": acc, "0.3": acc + 0.1}}}}
+
+    samples = [sample(0, 0.80), sample(1, 0.84)]
+    summary = {"faces": 100, "noise": "confusable", "budgets": [0.1, 0.3], "samples": samples, "minutes": 1.0,
+               "mean": {"one_shot": {"accuracy_by_budget": {"0.1": 0.82, "0.3": 0.92}}}}
+    row = next(line for line in rounds.markdown(summary).splitlines() if line.startswith("| one_shot"))
+    assert row == "| one_shot | 82.0 | 92.0 | 90.0 / 94.0 |"
