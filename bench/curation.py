@@ -427,7 +427,8 @@ def markdown(summary: dict[str, Any], minutes: float) -> str:
     budgets = summary["budgets"]
     n = summary["faces"]
     honest = summary.get("teacher", "").startswith("honest")
-    lines = ["## Curation efficiency (bench/curation.py)" + (", honest teacher" if honest else "") + "\n",
+    kind = f" ({summary['honest_noise']} flips)" if summary.get("honest_noise") else ""
+    lines = ["## Curation efficiency (bench/curation.py)" + (f", honest teacher{kind}" if honest else "") + "\n",
              f"{n} FER2013 train faces (random sample), teacher = out-of-fold probabilities from `{summary.get('probs', '?')}`, "
              f"{summary.get('teacher', 'trained on the original labels (upper bound)')} "
              f"(accuracy {100 * summary['teacher_accuracy']:.1f} % on this sample; temperature {summary['temperature']:.2f} fitted on the "
