@@ -139,6 +139,49 @@ def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, 
     assert kinds == {"teacher-train": 1, "prelabel": 1, "retrain": 1}
 
 
+@pytest.mark.slow  # ~60 s: two teachers; CI runs it (.ci/run)
+def test_a_teacher_round_retrains_on_the_labels_people_fixed_and_routes_by_the_new_teacher(tmp_path: Path, ledger_db: str) -> None:
+    """README's teacher round (`curate review pull && curate run WORKFLOW --from teacher`, measured in bench/rounds.py):
+    the new teacher learns from the human labels the pull recorded, and pre-labels and the error scan follow it."""
+    from curate.models.manifest import training_rows
+    from curate.review.records import sample_ids
+    from curate.store.sql import ledger, session
+
+    builders.fer2013_folders(tmp_path / "data", per_class=3)
+    name = f"round_{tmp_path.name[-10:]}"
+    wf = tmp_path / "round.yaml"
+    wf.write_text(
+        f"name: {name}\n"
+        f"settings: {{dataset: {name}, blur_max: 1.0, occlusion_max: 1.0, batch_size: 8, device: cpu}}\n"
+        "stages:\n"
+        "  - {stage: ingest, kind: fer2013, root: data}\n"
+        "  - {stage: quality}\n"
+        "  - {stage: teacher, arch: fer_cnn_v2, epochs: 1, max_steps_per_epoch: 1}\n"
+        "  - {stage: prelabel}\n"
+        "  - {stage: errors}\n"
+    )
+    first = last_json(run_cli("run", str(wf), "--json"))
+    assert first["status"] == "done"
+    train, _, _ = training_rows(name, ledger_db, 0)
+    fixed = {row.uid: ("sad" if row.label != "sad" else "happy") for row in train[:3]}
+    with session.session_scope(ledger_db) as db:  # what `curate review pull` records for three corrected faces
+        ids = {uid: sid for uid, sid in sample_ids(db, ledger.require_dataset(db, name).id).items() if uid in fixed}
+        ledger.append_label_events(db, [{"sample_id": ids[uid], "label": label, "source": "human", "actor": "reviewer@example.org",
+                                         "dedup_key": f"test-fix:{uid}"} for uid, label in fixed.items()])
+    newest_event = sql_rows(ledger_db, "SELECT max(id) FROM label_events")[0][0]
+
+    again = last_json(run_cli("run", str(wf), "--from", "teacher", "--json"))
+    assert again["resumed_stages"] == ["1:ingest", "2:quality"]
+    old, new = first["stages"]["3:teacher"]["summary"]["checkpoint"], again["stages"]["3:teacher"]["summary"]["checkpoint"]
+    assert new != old and Path(new).is_file()
+    snapshots = dict(sql_rows(ledger_db, "SELECT path, label_snapshot_id FROM checkpoints"))
+    assert snapshots[new] == newest_event and snapshots[old] < newest_event, "the new teacher's recorded labels include the fixes"
+    retrained_on = {row.uid: row.label for row in training_rows(name, ledger_db, 0)[0]}
+    assert all(retrained_on[uid] == label for uid, label in fixed.items()), "the teacher stage trains on the corrected labels"
+    assert again["stages"]["4:prelabel"]["summary"]["checkpoint"] == new, "pre-labels (and the next push's routing) follow the new teacher"
+    assert again["stages"]["5:errors"]["status"] == "done"
+
+
 @pytest.mark.slow  # ~30 s; CI runs it (.ci/run)
 def test_a_failed_stage_resumes_after_the_last_finished_one_and_another_data_root_starts_over(tmp_path: Path, ledger_db: str) -> None:
     """Stage 2 fails, its cause is fixed (outside the YAML), the re-run resumes after stage 1 only;
