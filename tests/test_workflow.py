@@ -22,6 +22,20 @@ def _workflow(tmp_path: Path, name: str) -> Path:
     return wf
 
 
+def _model_workflow(tmp_path: Path, name: str, model_stages: str) -> Path:
+    """A workflow over 42 generated FER2013 faces (filters off, CPU): ingest and quality, then ``model_stages``."""
+    builders.fer2013_folders(tmp_path / "data", per_class=3)
+    wf = tmp_path / f"{name}.yaml"
+    wf.write_text(
+        f"name: {name}\n"
+        f"settings: {{dataset: {name}, blur_max: 1.0, occlusion_max: 1.0, batch_size: 8, device: cpu}}\n"
+        "stages:\n"
+        "  - {stage: ingest, kind: fer2013, root: data}\n"
+        "  - {stage: quality}\n" + model_stages
+    )
+    return wf
+
+
 def test_run_resume_and_force(tmp_path: Path, ledger_db: str) -> None:
     builders.fer2013_folders(tmp_path / "data", per_class=1)
     wf = _workflow(tmp_path, f"wf_{tmp_path.name[-12:]}")
@@ -117,19 +131,10 @@ def test_no_wait_goes_on_past_the_review_wait_and_without_it_the_run_waits(tmp_p
 
 
 def test_the_loop_chains_through_prelabel_and_distilled_retrain(tmp_path: Path, ledger_db: str) -> None:
-    builders.fer2013_folders(tmp_path / "data", per_class=3)
     name = f"loop_{tmp_path.name[-10:]}"
-    wf = tmp_path / "loop.yaml"
-    wf.write_text(
-        f"name: {name}\n"
-        f"settings: {{dataset: {name}, blur_max: 1.0, occlusion_max: 1.0, batch_size: 8, device: cpu}}\n"
-        "stages:\n"
-        "  - {stage: ingest, kind: fer2013, root: data}\n"
-        "  - {stage: quality}\n"
-        "  - {stage: teacher, arch: resnet18, image_size: 32, epochs: 1, max_steps_per_epoch: 1, oof: none}\n"
-        "  - {stage: prelabel}\n"
-        "  - {stage: retrain, arch: mobilenetv2_050, image_size: 32, epochs: 1, max_steps_per_epoch: 1, distill: true}\n"
-    )
+    wf = _model_workflow(tmp_path, name, "  - {stage: teacher, arch: resnet18, image_size: 32, epochs: 1, max_steps_per_epoch: 1, oof: none}\n"
+                                         "  - {stage: prelabel}\n"
+                                         "  - {stage: retrain, arch: mobilenetv2_050, image_size: 32, epochs: 1, max_steps_per_epoch: 1, distill: true}\n")
     result = last_json(run_cli("run", str(wf), "--json"))
     stages = result["stages"]
     assert [s["status"] for s in stages.values()] == ["done"] * 5
@@ -147,19 +152,9 @@ def test_a_teacher_round_retrains_on_the_labels_people_fixed_and_routes_by_the_n
     from curate.review.records import sample_ids
     from curate.store.sql import ledger, session
 
-    builders.fer2013_folders(tmp_path / "data", per_class=3)
     name = f"round_{tmp_path.name[-10:]}"
-    wf = tmp_path / "round.yaml"
-    wf.write_text(
-        f"name: {name}\n"
-        f"settings: {{dataset: {name}, blur_max: 1.0, occlusion_max: 1.0, batch_size: 8, device: cpu}}\n"
-        "stages:\n"
-        "  - {stage: ingest, kind: fer2013, root: data}\n"
-        "  - {stage: quality}\n"
-        "  - {stage: teacher, arch: fer_cnn_v2, epochs: 1, max_steps_per_epoch: 1}\n"
-        "  - {stage: prelabel}\n"
-        "  - {stage: errors}\n"
-    )
+    wf = _model_workflow(tmp_path, name, "  - {stage: teacher, arch: fer_cnn_v2, epochs: 1, max_steps_per_epoch: 1}\n"
+                                         "  - {stage: prelabel}\n  - {stage: errors}\n")
     first = last_json(run_cli("run", str(wf), "--json"))
     assert first["status"] == "done"
     train, _, _ = training_rows(name, ledger_db, 0)
