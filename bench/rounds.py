@@ -16,15 +16,16 @@ tests/test_curation_bench.py checks against a real Label Studio round trip):
   (same recipe, same folds), and its fresh out-of-fold probabilities route the faces nobody reviewed yet;
 - ``random``: a seeded shuffle, for scale.
 
-Every teacher lands in ``bench/runs/rounds/<noise>-<faces>-s<seed>/round-<k>``; a killed run resumes from the teachers
-already trained.
-Results: ``bench/results/rounds-<noise>.json`` and the "rounds" section of bench/RESULTS.md.
+Every teacher lands in ``bench/runs/rounds/<noise>-<faces>-s<seed>/round-<k>-<labels>`` (``<labels>``: a digest of the
+labels it learned from, so other budgets never reuse it); a killed run resumes from the teachers already trained.
+Results: ``bench/results/rounds-<noise>.json`` and the ``rounds-<noise>`` section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -106,7 +107,7 @@ def run_rounds(truth: np.ndarray, given: np.ndarray, first: Teacher, budgets: tu
 
 def train_teacher(rows: list, labels: np.ndarray, truth: np.ndarray, folder: Path, say: Callable[[str], None]) -> Teacher:
     """The default workflow's teacher trained on ``rows`` relabelled with ``labels`` (resumes a killed run; reuses a
-    finished one)."""
+    finished one trained on the same labels)."""
     from bench.cpu_teacher import workflow_teacher
     from curate.models.config import TeacherPlan, TrainConfig
     from curate.models.data import default_workers
@@ -114,6 +115,7 @@ def train_teacher(rows: list, labels: np.ndarray, truth: np.ndarray, folder: Pat
     from curate.models.teacher import TeacherOptions, fit_teacher
     from curate.taxonomy import EMOTIONS
 
+    folder = folder.with_name(f"{folder.name}-{hashlib.sha256(np.ascontiguousarray(labels, np.int64).tobytes()).hexdigest()[:8]}")
     done = sorted(folder.glob("teacher-*/teacher.safetensors"))
     if done:
         checkpoint = done[-1]
