@@ -82,8 +82,8 @@ def session_scope(url: str) -> Iterator[Session]:
             # The transaction is rolled back whole, and every stage resumes from what earlier transactions committed.
             session.rollback()
             reason = str(exc.orig or exc).splitlines()[0]
-            raise DatabaseError(f"{redact_url(url)}: {reason} (nothing of this step was written; the command carries on from there once the database is fixed)",
-                                locked="locked" in reason) from exc
+            raise DatabaseError(f"{redact_url(url)}: {reason} (nothing of this step was written; the command carries on from "
+                                "there once the database is fixed)", locked="locked" in reason) from exc
         except BaseException:
             session.rollback()
             raise
