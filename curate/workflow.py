@@ -95,7 +95,9 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     each one that finished, as it finishes, so a person watching sees what it did without waiting for the end.
 
     A stage that needs people (``wait_review``) ends the run as ``waiting``; the next run resumes at it.
-    ``from_stage`` re-runs from the first stage of that name (another review round: ``--from review_pull``).
+    ``from_stage`` re-runs from the first stage of that name (another review round: ``--from review_pull``; one whose
+    queue comes from a teacher retrained on the corrected labels: ``--from teacher``, the ``next_round`` a finished loop
+    names, measured in bench/rounds.py).
     """
     from curate.report.build import report_path
     from curate.stages import StageContext, StageWaiting
@@ -150,8 +152,11 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     # The dataset the loop ends on (the last stage's, even when every stage resumed and none ran now).
     last = STAGES[names[-1]]
     dataset = resolve_settings(last, options_from_params(last, expanded[-1], str(path)), settings).dataset
-    return {"workflow": name, "run_id": run_id, "status": "done", "resumed_stages": sorted(finished), "stages": results,
-            "dataset": dataset, "report": str(report_path(settings.home, dataset))}
+    out = {"workflow": name, "run_id": run_id, "status": "done", "resumed_stages": sorted(finished), "stages": results,
+           "dataset": dataset, "report": str(report_path(settings.home, dataset))}
+    if {"teacher", "review_push"} <= set(names):  # a loop that routes by its own teacher: say how the next round retrains it
+        out["next_round"] = f"curate review pull && curate run {path} --from teacher"
+    return out
 
 
 def _start_run(url: str, name: str, path: Path, names: list[str], chain: list[str], rerun_from: int,

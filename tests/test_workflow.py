@@ -175,6 +175,7 @@ def test_a_teacher_round_retrains_on_the_labels_people_fixed_and_routes_by_the_n
     assert all(retrained_on[uid] == label for uid, label in fixed.items()), "the teacher stage trains on the corrected labels"
     assert again["stages"]["4:prelabel"]["summary"]["checkpoint"] == new, "pre-labels (and the next push's routing) follow the new teacher"
     assert again["stages"]["5:errors"]["status"] == "done"
+    assert "next_round" not in again, "no review stages: nothing to route, no round to suggest"
 
 
 @pytest.mark.slow  # ~30 s; CI runs it (.ci/run)
@@ -292,6 +293,7 @@ def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_aft
 
         done = last_json(run_cli("run", str(wf), "--json"))
         assert done["status"] == "done", done
+        assert done["next_round"] == f"curate review pull && curate run {wf} --from teacher", "a finished loop names its teacher round"
         assert done["resumed_stages"] == sorted(f"{i}:{s}" for i, s in enumerate(
             ["ingest", "quality", "teacher", "prelabel", "errors", "labelstudio", "review_push", "wait_review", "review_pull"], 1))
         stages = {k: v["summary"] for k, v in done["stages"].items()}

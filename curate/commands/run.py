@@ -28,6 +28,8 @@ def _human(r: Reporter) -> None:
     if s["status"] == "waiting":
         for line in waiting_lines(s["waiting"]):
             r.say(line)
+    if s.get("next_round"):
+        r.say(f"next round, with a teacher retrained on the labels people fixed: {s['next_round']}")
     r.say(f"report: {s['report']}   browse the faces: curate app --dataset {s.get('dataset') or s['waiting'].get('dataset')}")
 
 
