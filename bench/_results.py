@@ -19,6 +19,11 @@ def machine() -> str:
             f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}")
 
 
+def budget_table_header(first: str, budgets: list | tuple, last: str) -> list[str]:
+    """The header and rule of a table with one column per review budget (5 % ... 70 %) between ``first`` and ``last``."""
+    return ["| " + first + " | " + " | ".join(f"{int(100 * b)} %" for b in budgets) + f" | {last} |", "|---|" + "---|" * (len(budgets) + 1)]
+
+
 def write_section(name: str, markdown: str, data: dict) -> None:
     """Replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block (appended when missing)."""
     command = "python " + " ".join([os.path.relpath(sys.argv[0], RESULTS.parent.parent), *sys.argv[1:]])

@@ -49,6 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._data import CONFUSABLE, FER_CLASSES  # noqa: E402
+from bench._results import budget_table_header  # noqa: E402
 from curate.review.routing import DEFAULT_STRATEGY  # noqa: E402 - a pure module, no heavy imports
 
 BENCH = Path(__file__).resolve().parent
@@ -439,8 +440,7 @@ def markdown(summary: dict[str, Any], minutes: float) -> str:
         lines.append(f"### {name} (no review: {100 * sc['accuracy_without_review']:.1f} %)\n")
         lines.append("Cells: label accuracy % (faces whose wrong label was fixed / human label changes). Reviewed share is the "
                      "budget unless the strategy ran out of candidates (then in brackets).\n")
-        lines.append("| strategy | " + " | ".join(f"{int(100 * b)} %" for b in budgets) + " | smallest share reaching 98 % |")
-        lines.append("|---|" + "---|" * (len(budgets) + 1))
+        lines.extend(budget_table_header("strategy", budgets, "smallest share reaching 98 %"))
         for key, row in sc.items():
             if not isinstance(row, dict) or row.get("accuracy_by_budget") is None:
                 continue

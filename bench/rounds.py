@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._data import NOISE_KINDS, inject_noise, review_candidates, rows_of  # noqa: E402
+from bench._results import budget_table_header  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_DATA = BENCH.parents[1] / "shared/data/fer2013"
@@ -204,8 +205,7 @@ def markdown(summary: dict) -> str:
              f"learned from them. Cells: label accuracy % after an exact reviewer fixed what each strategy showed, at each cumulative "
              f"budget: the mean over the samples, then each sample's. The teachers' out-of-fold accuracy on the true labels, round by "
              f"round ({rounds}). {summary['minutes']} min (teachers already trained are reused).\n",
-             "| strategy | " + " | ".join(f"{int(100 * b)} %" for b in budgets) + " | per seed at 30 % |",
-             "|---|" + "---|" * (len(budgets) + 1)]
+             *budget_table_header("strategy", budgets, "per seed at 30 %")]
     for name, row in summary["mean"].items():
         each = " / ".join(f"{100 * x['strategies'][name]['accuracy_by_budget']['0.3']:.1f}" for x in samples) if 0.3 in budgets else ""
         lines.append(f"| {name} | " + " | ".join(f"{100 * row['accuracy_by_budget'][str(b)]:.1f}" for b in budgets) + f" | {each} |")

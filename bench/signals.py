@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._results import budget_table_header  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_DATA = BENCH.parents[1] / "shared/data/fer2013"
@@ -196,8 +197,7 @@ def markdown(summary: dict) -> str:
              f"first share of each queue holds (the figure bench/curation.py reads from the ledger for an exact reviewer). "
              f"{summary['duplicate_groups']} duplicate groups; {summary['faces_in_conflicting_groups']} faces sit in one that holds two "
              f"labels. {summary['minutes']} min.\n",
-             "| signal | " + " | ".join(f"{int(100 * b)} %" for b in budgets) + " | smallest share reaching 98 % |",
-             "|---|" + "---|" * (len(budgets) + 1)]
+             *budget_table_header("signal", budgets, "smallest share reaching 98 %")]
     for name, row in summary["signals"].items():
         best = row["min_reviewed_share_for_98"]
         lines.append(f"| {name} | " + " | ".join(f"{100 * row['accuracy_by_budget'][str(b)]:.1f}" for b in budgets)
