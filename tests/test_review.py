@@ -577,3 +577,46 @@ def test_the_readme_review_round_runs_verbatim(tmp_path: Path, label_studio_temp
     human = sql_rows(setup.url, "SELECT e.label FROM label_events e JOIN samples s ON s.id = e.sample_id "
                                 "WHERE e.source = 'human' AND s.uid = :uid", uid=reviewed_uid)
     assert human == [(new_label,)]
+
+
+@pytest.mark.slow  # ~40 s: a real server and 78 answers; CI runs it (.ci/run)
+def test_pull_lets_crowdlab_overrule_a_careless_majority_and_records_it_in_sql(tmp_path: Path, label_studio) -> None:  # noqa: ANN001
+    """Issue 44: three people answer every face: one careful, two careless ones right half the time who, when both are
+    wrong, are wrong the same way. Where the careless pair outvotes the careful one, the pull must keep the careful
+    answer (CROWDLAB's best_quality consensus weighs each annotator by estimated quality; a majority vote would not),
+    and the label event must say CROWDLAB decided it."""
+    from curate.store import fo_store
+    from curate.taxonomy import EMOTIONS
+
+    setup, info, cli = _served(tmp_path, label_studio)
+    cli("review", "push", "--dataset", setup.name, "--annotators", "3")
+    ls = _sdk(info)
+    tasks = _tasks(ls, _project(ls, setup.name))
+    bob = ls.users.create(email="bob@curate.test", username="bob")
+    carol = ls.users.create(email="carol@curate.test", username="carol")
+    rng = np.random.default_rng(3)
+    truth, outvoted = {}, []
+    for task in tasks:
+        uid = task.data["sample_id"]
+        right = truth[uid] = setup.labels[uid]
+        wrong = _other(right)
+        careless = [right if rng.random() < 0.5 else wrong for _ in range(2)]
+        ls.annotations.create(id=task.id, result=_choice(right))
+        ls.annotations.create(id=task.id, result=_choice(careless[0]), completed_by=bob.id)
+        ls.annotations.create(id=task.id, result=_choice(careless[1]), completed_by=carol.id)
+        if careless == [wrong, wrong]:
+            outvoted.append(uid)
+    assert len(outvoted) >= 4, "the careless pair outvotes the careful annotator on enough faces to matter"
+    # The teacher's out-of-fold view leans to the truth, as a teacher better than chance does.
+    fo_store.load_dataset(setup.name, create=False).set_values(
+        "prelabel_oof", {u: [0.3 if e == label else 0.1 for e in EMOTIONS] for u, label in truth.items()}, key_field="sample_uid")
+
+    pulled = cli("review", "pull", "--dataset", setup.name)
+    quality = pulled["annotator_quality"]
+    assert quality["admin@curate.local"] > max(quality["bob@curate.test"], quality["carol@curate.test"])
+    events = {uid: (label, actor) for uid, label, actor in sql_rows(setup.url, """
+        SELECT s.uid, e.label, e.actor FROM label_events e JOIN samples s ON s.id = e.sample_id WHERE e.source = 'human'""")}
+    for uid in outvoted:
+        label, actor = events[uid]
+        assert label == truth[uid], f"{uid}: the careless majority's {label!r} was kept over the careful {truth[uid]!r}"
+        assert actor.startswith("crowdlab:") and "admin@curate.local" in actor

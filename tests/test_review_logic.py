@@ -248,3 +248,51 @@ def test_activelab_spends_a_task_on_a_second_opinion_only_where_it_beats_a_new_f
     assert all(4 not in p for p in picks), "an 'unclear' answer is no emotion to second-guess"
     assert second_opinions(answers, probs, np.zeros((0, 8)), 2) == [2, 3], "with no new face, only answered ones compete"
     assert capsys.readouterr().out == "", "cleanlab's notes stay off stdout, where --json goes"
+
+
+def test_a_mildly_flagged_face_goes_before_an_unflagged_one_the_model_doubts_and_flags_keep_their_priority_range() -> None:
+    """The README's promise "the likeliest label errors (cleanlab flags) go first", on the case that separates it from
+    ranking by error likelihood alone (issue 44): a flag with label quality 0.6 (likelihood 0.4) against an unflagged
+    face whose teacher disagrees at confidence 0.8 (likelihood 0.8)."""
+    mild_flag = Candidate("flagged", "sad", "sad", 0.85, label_issue=True, label_quality=0.6)
+    doubted = Candidate("doubted", "happy", "neutral", 0.8)
+    strong_flag = Candidate("strong", "fear", "surprise", 0.7, label_issue=True, label_quality=0.05)
+    unsure = Candidate("unsure", "anger", "anger", 0.4)
+    queue = route([doubted, unsure, mild_flag, strong_flag], threshold=0.9)
+    assert [r.uid for r in queue] == ["strong", "flagged", "doubted", "unsure"]
+    assert error_likelihood(doubted) > error_likelihood(mild_flag), "the order comes from the flag, not from the likelihood"
+    flagged = [r for r in queue if "label_issue" in r.reason]
+    others = [r for r in queue if "label_issue" not in r.reason]
+    # The ranges Routed documents (its priority field's comment): label issues in [1, 2], the rest in [0, 1].
+    assert all(1.0 <= r.priority <= 2.0 for r in flagged) and all(0.0 <= r.priority <= 1.0 for r in others)
+    assert {r.uid: round(r.priority, 6) for r in flagged} == {"strong": 1.95, "flagged": 1.4}
+
+
+def _three_annotators(n: int, seed: int = 0) -> tuple[dict, dict, dict]:
+    """One always-right annotator, two careless ones right half the time (and wrong the same way when both are), a
+    teacher leaning to the truth: the case CROWDLAB exists for, where a careless majority outvotes the careful one."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    answers, probs, truth = {}, {}, {}
+    for t in range(n):
+        y = EMOTIONS[t % 7]
+        wrong = EMOTIONS[(EMOTIONS.index(y) + 1) % 7]
+        careless = [y if rng.random() < 0.5 else wrong for _ in range(2)]
+        answers[t] = {"careful@x": y, "careless1@x": careless[0], "careless2@x": careless[1]}
+        p = np.full(8, 0.08)
+        p[EMOTIONS.index(y)] = 0.3
+        probs[t], truth[t] = p / p.sum(), y
+    return answers, probs, truth
+
+
+def test_crowdlab_overrules_a_careless_majority_with_the_careful_annotator() -> None:
+    """Issue 44: with majority vote instead of CROWDLAB's best_quality consensus every outvoted task goes wrong."""
+    from curate.review.consensus import crowdlab
+
+    answers, probs, truth = _three_annotators(60)
+    outvoted = [t for t, a in answers.items() if a["careless1@x"] == a["careless2@x"] != a["careful@x"]]
+    assert len(outvoted) >= 8, "the careless pair outvotes the careful annotator often enough to matter"
+    found = crowdlab(answers, probs)
+    assert [found.labels[t] for t in outvoted] == [truth[t] for t in outvoted], "the careful annotator's answer wins"
+    assert found.annotator_quality["careful@x"] > max(found.annotator_quality["careless1@x"], found.annotator_quality["careless2@x"])
