@@ -111,8 +111,16 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     expanded = [_expand({k: v for k, v in stage.items() if k != "stage"}) for stage in doc["stages"]]
     chain = _chain_keys(_expand(doc.get("settings") or {}), [(st["stage"], p) for st, p in zip(doc["stages"], expanded)])
     name = str(doc.get("name") or path.stem)
+    next_round = None if from_stage is not None or force else _next_round(settings.database_url, name, names, chain)
+    if next_round is not None:
+        from_stage = "wait_review"
+        if say:
+            say(f"the last round finished ({next_round['finished']}): the next one starts at the review wait, counting the "
+                f"reviews decided since then")
     rerun_from = names.index(from_stage) if from_stage is not None else len(names)
     run_id, finished, waiting = _start_run(settings.database_url, name, path, names, chain, rerun_from, force)
+    if next_round is not None:
+        waiting = {next_round["key"]: {"summary": {"baseline": next_round["baseline"]}}}
     results: dict[str, Any] = dict(finished)
     base = path.parent.resolve()
     for index, stage in enumerate(doc["stages"]):
@@ -157,6 +165,35 @@ def run_workflow(path: Path, settings: Settings, force: bool = False, on_stage: 
     if {"teacher", "review_push"} <= set(names):  # a loop that routes by its own teacher: say how the next round retrains it
         out["next_round"] = f"curate review pull && curate run {path} --from teacher"
     return out
+
+
+def _next_round(url: str, name: str, names: list[str], chain: list[str]) -> dict[str, Any] | None:
+    """Where a plain `curate run` of a loop that finished goes on: the next review round, from the wait.
+
+    Why: after a finished round people review more faces and run `make run` again (issue 39); re-running nothing would
+    leave their answers unused until someone knew to add ``--from``. The wait counts from the decided tasks at which
+    the finished round's wait let it go on, so reviews made after that round are counted, not taken as the baseline.
+    None when the workflow has no wait, its previous run did not finish, or its wait's settings changed since."""
+    from sqlalchemy import select
+
+    from curate.store.sql import session
+    from curate.store.sql.models import WorkflowRun
+
+    if "wait_review" not in names:
+        return None
+    index = names.index("wait_review")
+    key = f"{index + 1}:wait_review"
+    session.require_schema(url)
+    with session.session_scope(url) as db:
+        previous = db.scalars(select(WorkflowRun).where(WorkflowRun.workflow == name).order_by(WorkflowRun.id.desc())).first()
+        if previous is None or previous.status != "done":
+            return None
+        record = (previous.stages or {}).get(key) or {}
+        finished = previous.finished_at.strftime("%Y-%m-%d %H:%M UTC") if previous.finished_at else "earlier"
+    summary = record.get("summary") or {}
+    if record.get("key") != chain[index] or summary.get("baseline") is None:
+        return None
+    return {"key": key, "baseline": int(summary["baseline"]) + int(summary.get("reviewed_since_wait") or 0), "finished": finished}
 
 
 def _start_run(url: str, name: str, path: Path, names: list[str], chain: list[str], rerun_from: int,

@@ -88,4 +88,42 @@ def create_model(arch: str, num_classes: int, weights: str | None = None, drop_r
         except (RuntimeError, OSError, ValueError) as exc:
             where = str(path) if path.exists() else f"hub name {weights!r}"
             raise CurateError(f"{where}: cannot load weights for {arch} ({str(exc).splitlines()[0][:160]})") from None
+    if weights is None:
+        _zero_init_last(model)
+    if weights is None or getattr(model, "pretrained_cfg", {}).get("num_classes") != num_classes:
+        _calm_classifier(model)
     return adapt_stem(model, stem_stride) if stem_stride else model
+
+
+def _calm_classifier(model: Any) -> None:
+    """Start a freshly drawn classifier of the EfficientNet family (MobileNetV2, EfficientNet: the ``conv_stem`` builders)
+    with small weights (normal, std 0.01; bias 0), as ResNets start.
+
+    Why: their builder draws the classifier from U(+-1 / sqrt(num_classes)), a range made for 1,000 classes; with 8
+    emotions it is 10x wider, and a MobileNetV2's first logits have a standard deviation of 8-11 (a ResNet-50's: 0.04).
+    Such a network starts out certain of random answers: measured on FER2013 (issue 39), its training loss stayed
+    above guessing's for the first 13,000 images. A classifier loaded from a weights file is left alone."""
+    import torch.nn as nn
+
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if getattr(model, "conv_stem", None) is None or not isinstance(head, nn.Linear):
+        return
+    nn.init.normal_(head.weight, std=0.01)
+    nn.init.zeros_(head.bias)
+
+
+def _zero_init_last(model: Any) -> None:
+    """Zero the last batch-norm scale of every residual inverted-bottleneck block of a from-scratch EfficientNet-family
+    network, so each block starts as the identity and the network as a shallow one (Goyal et al. 2017; timm does the
+    same for ResNets, ``zero_init_last``, but not for these builders).
+
+    Measured on FER2013 (issue 39, mobilenetv2_050, 38,000 training images): 29.4 % validation accuracy against 24.3 %
+    without it; a deep, narrow MobileNetV2 otherwise sits near chance for its first epochs on 48 px faces."""
+    import torch.nn as nn
+
+    if getattr(model, "conv_stem", None) is None:
+        return
+    for block in model.modules():
+        last_norm = getattr(block, "bn3", None)
+        if getattr(block, "has_skip", False) and isinstance(last_norm, nn.BatchNorm2d):
+            nn.init.zeros_(last_norm.weight)

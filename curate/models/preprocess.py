@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-__all__ = ["Preprocess", "load_face", "eval_transform", "train_transform", "augment_batch", "normalize_batch", "to_model_input",
+__all__ = ["Preprocess", "load_face", "eval_transform", "train_transform", "augment_batch", "AUGMENT_LEVELS", "normalize_batch", "to_model_input",
            "center_window"]
 
 
@@ -100,11 +100,16 @@ def train_transform(pp: Preprocess):  # noqa: ANN201
     return base_transform(pp)
 
 
-def augment_batch(x, pp: Preprocess):  # noqa: ANN001, ANN201
+AUGMENT_LEVELS = ("full", "light")
+
+
+def augment_batch(x, pp: Preprocess, level: str = "full"):  # noqa: ANN001, ANN201
     """FER augmentations on a batch in [0, 1], each sample drawn independently, then normalized.
 
-    Horizontal flip (p 0.5), rotation +-15 deg, a random ``pp.crop`` px window (0: the whole face),
+    ``full``: horizontal flip (p 0.5), rotation +-15 deg, a random ``pp.crop`` px window (0: the whole face),
     brightness +-20 %, Gaussian noise (sigma 0.03, p 0.5), random erasing (p 0.2, 2-20 % of the area).
+    ``light``: the flip and the random window only, for a short schedule: a from-scratch MobileNetV2 given six epochs
+    learns far sooner without the rest (issue 39, bench/RESULTS.md "CPU student"), and six epochs do not over-fit.
     Rotation and crop are one warp: the sampling grid has the crop's size, so a 40 px crop of a 48 px face
     costs the model (40/48)^2 = 0.69 of the work per image (the published FER2013 recipes train on random
     crops of 40-44 px; evaluation sees the centre window). Vectorized: on 48 px
@@ -115,11 +120,13 @@ def augment_batch(x, pp: Preprocess):  # noqa: ANN001, ANN201
     import torch
     import torch.nn.functional as F
 
+    if level not in AUGMENT_LEVELS:
+        raise ValueError(f"augmentation {level!r} must be one of {', '.join(AUGMENT_LEVELS)}")
     n, c, h, w = x.shape
     dev = x.device
     flip = torch.rand(n, device=dev) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(15)
+    angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(15 if level == "full" else 0)
     cos, sin = torch.cos(angle), torch.sin(angle)
     oh = ow = pp.input_size
     sy, sx = oh / h, ow / w  # the window's share of the face, in the grid's [-1, 1] coordinates
@@ -131,6 +138,8 @@ def augment_batch(x, pp: Preprocess):  # noqa: ANN001, ANN201
     grid = F.affine_grid(theta, [n, c, oh, ow], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     h, w = oh, ow
+    if level == "light":
+        return normalize_batch(x, pp)
     x = x * (1 + (torch.rand(n, 1, 1, 1, device=dev) * 2 - 1) * 0.2)
     noisy = (torch.rand(n, 1, 1, 1, device=dev) < 0.5).float()
     x = (x + noisy * torch.randn_like(x[:, :1]) * 0.03).clamp(0, 1)

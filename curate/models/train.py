@@ -64,9 +64,9 @@ def evaluate(model, rows: Sequence[Row], classes: Sequence[str], pp: Preprocess,
 def run_epoch(model, loader, steps: int, optimizer, scheduler, criterion, device: torch.device, pp: Preprocess,  # noqa: ANN001
               extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
               progress: Callable[[int], None] | None = None,
-              after_step: Callable[[], None] | None = None) -> tuple[list[float], int, float]:
+              after_step: Callable[[], None] | None = None, augment: str = "full") -> tuple[list[float], int, float]:
     """One pass of at most ``steps`` batches: batched augmentation (random ``pp.crop`` px windows when set), AMP on
-    CUDA, one optimizer and scheduler step per batch. ``extra_loss(logits, loss, row_indices)`` may rewrite the
+    CUDA, one optimizer and scheduler step per batch (``augment``: curate.models.preprocess.AUGMENT_LEVELS). ``extra_loss(logits, loss, row_indices)`` may rewrite the
     loss (distillation); ``after_step()`` runs after each optimizer step (the weight average).
     Returns (losses, images seen, seconds)."""
     model.train()
@@ -74,7 +74,7 @@ def run_epoch(model, loader, steps: int, optimizer, scheduler, criterion, device
     for step, (x, y, rows_idx) in enumerate(loader):
         if step >= steps:
             break
-        x = to_model_input(augment_batch(x.to(device, non_blocking=True), pp)).contiguous(memory_format=torch.channels_last)
+        x = to_model_input(augment_batch(x.to(device, non_blocking=True), pp, augment)).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         with autocast(device):
             out = model(x)

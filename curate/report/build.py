@@ -106,7 +106,26 @@ def _pct(value: float | None) -> str:
 
 
 def _num(value: Any) -> str:
-    return "n/a" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+    """A metric as the page shows it: numbers formatted, anything else (an imported sidecar may say anything) escaped."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _faces_count(n: Any) -> str:
+    return f" ({n:,} faces)" if isinstance(n, int) else ""
+
+
+def _export_cells(export: dict[str, Any] | None) -> str:
+    """The INT8 file's size, its latency per face on one core and the accuracy it lost (measured by `curate export`)."""
+    if not export or "size_int8_bytes" not in export:
+        return "<td class=muted>not exported</td><td></td><td></td>"
+    change = export.get("accuracy_change")
+    lost = (f"{100 * change:+.1f} points on {html.escape(str(export.get('accuracy_split')))} ({export.get('accuracy_faces', 0):,} faces)"
+            if isinstance(change, float) else "n/a")
+    latency = export.get("latency_ms_int8")
+    return (f"<td>{export['size_int8_bytes'] / 1e6:.1f} MB</td><td>{f'{latency:.2f}' if isinstance(latency, float) else 'n/a'}</td>"
+            f"<td>{lost}</td>")
 
 
 def _confusion(matrix: list[list[int]] | None, classes: list[str] | None) -> str:
@@ -137,8 +156,9 @@ def render(dataset: str, counts: dict[str, dict[str, int]], blur: tuple[int, lis
                           f"<td>{v['conflict']}</td></tr>" for k, v in review["per_class"].items())
     model_rows = "".join(
         f"<tr><td>{html.escape(m['kind'])}</td><td title=\"{html.escape(m['path'])}\">{html.escape(m['name'])}</td><td>{html.escape(m['arch'])}</td>"
-        f"<td>{m['created']}</td><td>{m['split']}</td><td>{_num(m['accuracy'])}</td><td>{_num(m['balanced_accuracy'])}</td>"
-        f"<td>{_num(m['macro_f1'])}</td><td>{_num(m['ece'])}</td></tr>" for m in models)
+        f"<td>{m['created']}</td><td>{html.escape(str(m['split']))}{_faces_count(m.get('n'))}</td><td>{_num(m['accuracy'])}</td>"
+        f"<td>{_num(m['balanced_accuracy'])}</td><td>{_num(m['macro_f1'])}</td><td>{_num(m['ece'])}</td>{_export_cells(m.get('export'))}</tr>"
+        for m in models)
     matrices = "".join(f"<div class=cmbox><h4>{html.escape(m['kind'])} {html.escape(m['name'])} ({m['split']})</h4>"
                        f"{_confusion(m['confusion'], m['classes'])}</div>" for m in models if m["confusion"])
     clusters = "".join(f"<div class=cluster><h4>cluster {c['cluster']}: {c['size']} faces, mostly {html.escape(c['dominant'])} "
@@ -189,7 +209,7 @@ People changed the label in {_pct(review['human_changed_label'])} of decided tas
 <table><tr><th>label at push</th><th>pending</th><th>done</th><th>skipped</th><th>tied</th></tr>{review_rows}</table>
 <h2 id="models">Models</h2>
 <table><tr><th>kind</th><th>checkpoint</th><th>arch</th><th>created</th><th>on</th><th>accuracy</th><th>balanced</th><th>macro-F1</th>
-<th>ECE</th></tr>{model_rows}</table>{teacher}{matrices or '<p class=muted>no checkpoints yet</p>'}
+<th>ECE</th><th>INT8 file</th><th>INT8 ms/face (1 core)</th><th>INT8 accuracy change</th></tr>{model_rows}</table>{teacher}{matrices or '<p class=muted>no checkpoints yet</p>'}
 <h2 id="clusters">Error clusters</h2>
 {teacher}{cluster_part}
 <p class=muted>Browse them in the FiftyOne App: <code>curate app --dataset {html.escape(dataset)}</code> (saved views

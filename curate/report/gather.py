@@ -84,6 +84,7 @@ def checkpoints(db: Any, dataset_id: int) -> list[dict[str, Any]]:
                     "arch": ckpt.architecture, "epoch": ckpt.epoch, "created": ckpt.created_at.strftime("%Y-%m-%d %H:%M"),
                     "split": split, "accuracy": flat.get("accuracy"), "balanced_accuracy": flat.get("balanced_accuracy"),
                     "macro_f1": flat.get("macro_f1"), "ece": flat.get("ece"), "confusion": flat.get("confusion_matrix"),
+                    "n": flat.get("n"), "export": metrics.get("export"),
                     "classes": _classes(ckpt.path, flat)})
     return out
 

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from curate.store.sql import ledger, session
 from curate.store.sql.models import Checkpoint, ModelRun, utcnow
 
-__all__ = ["start_run", "register_checkpoint", "mark_best", "finish_run", "best_checkpoints", "resolve_checkpoint", "verify_registered"]
+__all__ = ["start_run", "register_checkpoint", "mark_best", "add_metrics", "record_export", "finish_run", "best_checkpoints", "resolve_checkpoint", "verify_registered"]
 
 
 def start_run(url: str, dataset: str, cfg: Any, out_dir: Path, resumed: bool) -> int:
@@ -45,6 +45,26 @@ def mark_best(url: str, run_id: int, best: Path) -> None:
     with session.session_scope(url) as db:
         db.execute(update(Checkpoint).where(Checkpoint.model_run_id == run_id).values(is_best=False))
         db.execute(update(Checkpoint).where(Checkpoint.path == str(best.resolve())).values(is_best=True))
+
+
+def add_metrics(url: str, path: Path, **entries: Any) -> bool:
+    """Merge ``entries`` into a registered checkpoint's metrics (its test figures, its export's); False when the ledger
+    never registered ``path``. A new dict is assigned: SQLAlchemy does not see changes made inside a JSON value."""
+    with session.session_scope(url) as db:
+        row = db.scalars(select(Checkpoint).where(Checkpoint.path == str(path.resolve()))).first()
+        if row is None:
+            return False
+        row.metrics = {**(row.metrics or {}), **entries}
+        return True
+
+
+EXPORT_FIGURES = ("accuracy_split", "accuracy_faces", "accuracy_fp32", "accuracy_int8", "accuracy_change", "size_fp32_bytes",
+                  "size_int8_bytes", "latency_ms_fp32", "latency_ms_int8", "int8_top1_agreement")
+
+
+def record_export(url: str, path: Path, summary: dict[str, Any]) -> bool:
+    """Keep an export's figures with the checkpoint it exported, for the report's Models table."""
+    return add_metrics(url, path, export={k: summary[k] for k in EXPORT_FIGURES if k in summary})
 
 
 def finish_run(url: str, run_id: int, result: dict[str, Any]) -> None:
