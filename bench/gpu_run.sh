@@ -9,11 +9,15 @@
 #   Back here:
 #     python bench/models.py publish --source /work/.device/.../gpu     # RESULTS.md, results/*.json, teacher OOF
 #
-# Every step is resumable: runs live in $RUNS (an ignored folder, kept between calls while the machine stays
-# warm), each epoch is checkpointed, and a step that would overrun its deadline stops after a saved epoch
+# Every step is resumable: runs live in $RUNS, which must be an ignored folder that is NOT a carried path (the device
+# tool replaces a carried folder on every call, which wiped the first H200 run's fold model; an ignored, uncarried
+# folder stays while the machine is warm): the script refuses a $RUNS under .data/ or one git does not ignore.
+# On the GPU no file is kept per epoch (best and last only) and the resume state is written at most once a minute,
+# so a kill loses at most that minute; a step that would overrun its deadline stops after a written state
 # (exit 3). Running the script again continues where it stopped; finished steps are skipped.
-# The epochs of each run are fitted to its share of the budget from the training rate measured on the
-# device (bench/models.py --seconds), and kept in the run folder so a resumed run keeps its schedule.
+# The epochs of each run are fitted to its share of the budget from a timed warm-up of the real training loop
+# (validation and checkpoint writes included, 0.9 of the share; bench/models.py --seconds), and kept in the run
+# folder so a resumed run keeps its schedule.
 # What comes back is what fits the device tool's return limits (8 files, 16 MiB each): the figures (md,
 # json), each run's curve, the teacher's OOF probabilities and the log; checkpoints stay on the machine.
 #
@@ -43,6 +47,16 @@ EXTRA=${EXTRA:-}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 
+runs_abs=$(realpath -m "$RUNS")
+top=$(git rev-parse --show-toplevel 2>/dev/null || true)
+if [ -n "$top" ] && [[ "$runs_abs/" == "$top/.data/"* ]]; then
+  echo "gpu_run: RUNS=$RUNS lies under .data/, the carried data's folder: it would be replaced on the next call; use bench/runs/..." >&2
+  exit 2
+fi
+if [ -n "$top" ] && [[ "$runs_abs" == "$top/"* ]] && ! git check-ignore -q "$RUNS"; then
+  echo "gpu_run: RUNS=$RUNS is not ignored by git: the device tool copies it over on every call; use an ignored folder such as bench/runs/gpu-run" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 LOG="$OUT/gpu-run.log"
 # The device takes the working tree and carried paths only: FER2013 travels as one zip (35,887 small files would

@@ -94,6 +94,10 @@ def config_for(run: str, args: argparse.Namespace):  # noqa: ANN201
             setattr(cfg, name, value)
     cfg.device = args.device
     cfg.workers = args.workers if args.workers is not None else (0 if "cpu" in device_kind(args.device) else 8)
+    if "cpu" not in device_kind(args.device):
+        # Issue 40: on the GPU no file per epoch (94 ResNet-50 epochs were ~9 GB) and the resume state at most once a
+        # minute (writing it every 3-second epoch halved the images per second); a kill loses at most that minute.
+        cfg.keep_epochs, cfg.state_every = False, 60.0
     return cfg
 
 
@@ -131,17 +135,59 @@ def measured_rate(cfg) -> float:  # noqa: ANN001
     return 20 * cfg.batch_size / (time.perf_counter() - started)
 
 
-def planned_epochs(name: str, rows: int, cfg, out: Path, seconds: float) -> int:  # noqa: ANN001
-    """--seconds: the epochs that fit that many seconds of training at the measured rate (at most --epochs), chosen once
-    and kept in the run folder, so a resumed run keeps the schedule it started with."""
+PLAN_MARGIN = 0.9  # the share of a run's seconds its planned epochs may fill: the rest absorbs noise between epochs
+
+
+def loop_epoch_seconds(rows: list, val: list, cfg, probe_dir: Path, steps: int = 12) -> tuple[float, dict]:  # noqa: ANN001
+    """Seconds one epoch of ``rows`` costs in the real loop: a timed warm-up of ``fit`` itself (2 epochs of ``steps``
+    batches, validation and the checkpoint writes the run's policy makes, one resume-state write included), the second
+    epoch timed, scaled to the full epoch. Why not the bare step: the first H200 run planned from it (x 0.75) while its
+    loop ran at 0.42x the bare step, and every plan overran its share (../shared/gpu-runs/2026-12-04-h200)."""
+    import shutil
+
+    from curate.models.fit import fit
+    from curate.taxonomy import EMOTIONS
+
+    probe = dataclasses.replace(cfg, epochs=2, max_steps_per_epoch=steps, state_every=0.0)
+    marks: list[float] = []
+    records: list[dict] = []
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    started = time.perf_counter()
+    fit(rows, val, EMOTIONS, probe, probe_dir, {"probe": True}, None if not cfg.distill else _uniform_logits(len(rows)), None,
+        lambda record, _ckpt: (marks.append(time.perf_counter()), records.append(record)))
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    warm = records[-1]
+    epoch_wall = marks[-1] - marks[-2] if len(marks) > 1 else marks[-1] - started
+    images = min(steps, max(1, len(rows) // cfg.batch_size)) * cfg.batch_size  # a small set runs out of batches first
+    train_rate = images / max(warm["train_seconds"], 1e-6)  # images/s of the training step inside the loop
+    fixed = max(0.0, epoch_wall - warm["train_seconds"])  # validation and writes: a cost per epoch, not per image
+    full_train = len(rows) / train_rate
+    if cfg.state_every > 0:  # the probe wrote every epoch; the run writes once per interval when its epochs are shorter
+        write = max(0.0, fixed - warm["eval_seconds"])
+        fixed = warm["eval_seconds"] + write * min(1.0, (full_train + fixed) / cfg.state_every)
+    return full_train + fixed, {"loop_images_per_s": round(train_rate), "fixed_seconds_per_epoch": round(fixed, 2),
+                                "probe_epoch_seconds": round(epoch_wall, 2), "bare_images_per_s": round(measured_rate(cfg))}
+
+
+def _uniform_logits(n: int):  # noqa: ANN202
+    import numpy as np
+
+    return np.zeros((n, 8), np.float32)
+
+
+def planned_epochs(name: str, rows: list, val: list, cfg, out: Path, seconds: float) -> int:  # noqa: ANN001
+    """--seconds: the epochs that fit that many seconds in the real loop (:func:`loop_epoch_seconds`, with
+    ``PLAN_MARGIN``), at most --epochs, chosen once and kept in the run folder, so a resumed run keeps its schedule."""
     plan = out / "planned-epochs.json"
     if plan.exists():
         return int(json.loads(plan.read_text())["epochs"])
-    rate = measured_rate(cfg)
-    epochs = max(1, min(cfg.epochs, int(seconds * rate * 0.75 / max(1, rows))))  # 0.75: augmentation, weight average, validation
+    per_epoch, measured = loop_epoch_seconds(rows, val, cfg, out.with_name(out.name + "-probe"))
+    epochs = max(1, min(cfg.epochs, int(seconds * PLAN_MARGIN / per_epoch)))
     out.mkdir(parents=True, exist_ok=True)
-    plan.write_text(json.dumps({"epochs": epochs, "seconds": seconds, "images_per_s": round(rate), "rows": rows}) + "\n")
-    _say(f"{name}: {rate:.0f} training images/s measured: {epochs} epochs fit {seconds:.0f} s")
+    plan.write_text(json.dumps({"epochs": epochs, "seconds": seconds, "epoch_seconds": round(per_epoch, 2), "rows": len(rows),
+                                **measured}) + "\n")
+    _say(f"{name}: {per_epoch:.1f} s per epoch in the real loop ({measured['loop_images_per_s']} training images/s, "
+         f"{measured['fixed_seconds_per_epoch']} s of validation and writes): {epochs} epochs fit {seconds:.0f} s")
     return epochs
 
 
@@ -157,24 +203,28 @@ def _train_one(name: str, rows: list, val: list, cfg, out: Path, kind: str, teac
         _say(f"{name}: finished earlier ({done})")
         return json.loads(done.read_text())
     if seconds:
-        cfg = dataclasses.replace(cfg, epochs=planned_epochs(name, len(rows), cfg, out, seconds))
+        cfg = dataclasses.replace(cfg, epochs=planned_epochs(name, rows, val, cfg, out, seconds))
     started = time.time()
     record_path = progress_path(kind, name.replace("/", "-"))
     prior = json.loads(record_path.read_text()) if record_path.exists() and state.exists() else {}
     spent = float(prior.get("train_minutes", 0.0))
+    seen = history_of(out)  # the curve so far: what the saved files hold, then every epoch as it ends (written or not)
 
     def on_epoch(record: dict, _ckpt: Path) -> None:
         _write_progress(record)
         epoch_seconds = record["train_seconds"] + record["eval_seconds"]
-        if DEADLINE and record["epoch"] < cfg.epochs and time.time() + 1.2 * epoch_seconds > DEADLINE:
+        # Only after an epoch whose state was written: stopping after one between writes would lose what came since.
+        if DEADLINE and record.get("state_saved", True) and record["epoch"] < cfg.epochs \
+                and time.time() + 1.2 * epoch_seconds + cfg.state_every > DEADLINE:
             raise OutOfTime(f"{name}: stopped after epoch {record['epoch']}/{cfg.epochs} (its state is saved): the --deadline "
                             f"leaves no time for another; run the same command again to resume")
 
     def _write_progress(record: dict) -> None:
         nonlocal spent
         spent += record["train_seconds"] / 60
+        seen[:] = [r for r in seen if r["epoch"] < record["epoch"]] + [record]
         curve = [{"epoch": r["epoch"], "val_accuracy": r["val"]["accuracy"], "val_macro_f1": r["val"]["macro_f1"],
-                  "val_raw_accuracy": r.get("val_raw", {}).get("accuracy"), "train_loss": r["train_loss"]} for r in history_of(out)]
+                  "val_raw_accuracy": r.get("val_raw", {}).get("accuracy"), "train_loss": r["train_loss"]} for r in seen]
         eta = (cfg.epochs - record["epoch"]) * (record["train_seconds"] + record["eval_seconds"]) / 60
         _say(f"{name} epoch {record['epoch']}/{cfg.epochs}: loss {record['train_loss']:.3f}, val acc {record['val']['accuracy']:.3f} "
              f"(raw weights {record.get('val_raw', {}).get('accuracy', float('nan')):.3f}), macro-F1 {record['val']['macro_f1']:.3f}; "
@@ -194,11 +244,10 @@ def _train_one(name: str, rows: list, val: list, cfg, out: Path, kind: str, teac
 
 
 def history_of(out: Path) -> list[dict]:
-    side = out / "best.json"
+    """The run's curve so far: from its newest epoch file, or from ``last.json`` where epochs are not kept (GPU runs)."""
     latest = sorted(out.glob("epoch-*.json"))
-    if not latest:
-        return []
-    return json.loads(latest[-1].read_text())["history"] if latest else json.loads(side.read_text())["history"]
+    newest = latest[-1] if latest else out / "last.json"
+    return json.loads(newest.read_text())["history"] if newest.is_file() else []
 
 
 def teacher_paths(kind: str) -> tuple[Path, Path]:

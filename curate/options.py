@@ -19,9 +19,13 @@ __all__ = ["base_type", "option"]
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, minimum: float | None = None,  # noqa: A002
            maximum: float | None = None, argument: bool = False, setting: str | None = None, cli: bool = True,
-           default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with what the command line and the workflow need to know about it."""
-    meta = {"help": help, "flag": flag, "min": minimum, "max": maximum, "argument": argument, "setting": setting, "cli": cli}
+           default_factory: Any = dataclasses.MISSING, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with what the command line and the workflow need to know about it.
+
+    ``choices``: the only values it takes, declared once; the command line and the workflow check refuse any other
+    before a stage runs (curate/stages/spec.py ``check_values``)."""
+    meta = {"help": help, "flag": flag, "min": minimum, "max": maximum, "argument": argument, "setting": setting, "cli": cli,
+            "choices": choices}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)

@@ -149,7 +149,7 @@ def test_review_commands_explain_what_is_missing_in_one_line(curate_home) -> Non
     empty = run_cli("review", "status", "--dataset", "known", "--json")
     assert '"tasks": 0' in empty.stdout and '"human_changed_label": null' in empty.stdout
     bad = run_cli("review", "push", "--dataset", "known", "--annotators", "2", "--second-opinions", "sometimes", check=False)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --second-opinions 'sometimes': unknown; one of all, activelab"
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --second-opinions 'sometimes' is not one of all, activelab"
 
 
 def test_upload_opens_only_files_still_inside_the_image_root(tmp_path) -> None:  # noqa: ANN001

@@ -131,3 +131,27 @@ def test_members_train_side_by_side_only_where_it_pays(monkeypatch: pytest.Monke
     assert members.members_at_once(3, jobs(2, 10), cpu) == 2 and members.members_at_once(1, jobs(2, 9000), cpu) == 1, "asked for: obeyed"
     monkeypatch.setattr(members, "usable_cores", lambda: 1)
     assert members.members_at_once(0, jobs(2, 9000), cpu) == 1
+
+
+def test_a_teacher_without_epoch_files_keeps_best_and_last_per_fold_model_and_the_same_weights(tmp_path: Path) -> None:
+    """Issue 40: `keep_epochs: false` (workflows/fer2013-full.yaml's ResNet-50 teacher) leaves no file per epoch in any
+    fold model's folder, and the teacher it makes holds the same weights as one trained with them."""
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file
+
+    from curate.models.manifest import split_rows
+    from curate.models.teacher import TeacherOptions, fit_teacher
+
+    train, val, _ = split_rows(_rows(tmp_path / "faces", per_class=6), 0)
+    runs = {}
+    for keep in (True, False):
+        cfg = dataclasses.replace(_config(), keep_epochs=keep, state_every=0.0 if keep else 1e9)
+        opts = TeacherOptions(dataset="synthetic", config=cfg, folds=2, parallel_folds=1, out=tmp_path / f"keep-{keep}")
+        runs[keep] = Path(fit_teacher(opts, train, val, [], tmp_path / f"keep-{keep}", lambda _m: None)["run_dir"])
+    for folder in ("fold-0", "fold-1"):
+        names = sorted(p.name for p in (runs[False] / folder).iterdir())
+        assert not [n for n in names if n.startswith("epoch-")] and {"best.safetensors", "last.safetensors", "state.pt"} <= set(names)
+        a, b = load_file(runs[False] / folder / "best.safetensors"), load_file(runs[True] / folder / "best.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,14 +101,34 @@ def test_run_from_a_stage_reruns_it_and_what_follows_and_resumes_what_comes_befo
 def test_an_unknown_or_mistyped_stage_option_is_refused_before_any_stage_runs(tmp_path: Path, curate_home: Path, stage_options: str,
                                                                                 named: str) -> None:
     """A typo in the last stage must not surface after the first stages ran for an hour: nothing runs, nothing is written."""
+    _refused_before_any_stage_runs(tmp_path, curate_home, stage_options, named, "stage 2")
+
+
+def _refused_before_any_stage_runs(tmp_path: Path, curate_home: Path, tail: str, named: str, where: str) -> None:
+    """A workflow of ingest, quality and ``tail`` exits 2 with one line naming ``named`` at ``where``; no face is written."""
     builders.fer2013_folders(tmp_path / "data", per_class=1)
-    wf = tmp_path / "typo.yaml"
-    wf.write_text("name: typo\nstages:\n  - stage: ingest\n    kind: fer2013\n    root: data\n  - stage: quality\n" + stage_options)
+    wf = tmp_path / "refused.yaml"
+    wf.write_text("name: refused\nstages:\n  - stage: ingest\n    kind: fer2013\n    root: data\n  - stage: quality\n" + tail)
     proc = run_cli("run", str(wf), "--json", check=False)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2 and len(lines) == 1 and named in lines[0] and "stage 2" in lines[0], proc.stderr
+    assert proc.returncode == 2 and len(lines) == 1 and named in lines[0] and where in lines[0], proc.stderr
     ledger = curate_home / "curate.db"
     assert not ledger.exists() or sql_rows(f"sqlite:///{ledger}", "SELECT count(*) FROM samples") == [(0,)]
+
+
+@pytest.mark.parametrize("stage,named", [
+    ("  - stage: review_push\n    routing: likelihod\n", "routing 'likelihod' is not one of likelihood, balanced"),
+    ("  - stage: retrain\n    optimizer: sgdd\n", "optimizer 'sgdd' is not one of adamw, sgd"),
+    ("  - stage: retrain\n    epochs: 0\n", "epochs 0 must be >= 1"),
+], ids=["choice", "optimizer", "bounds"])
+def test_a_value_outside_an_options_choices_or_bounds_is_refused_before_ingest(tmp_path: Path, curate_home: Path, stage: str,
+                                                                              named: str) -> None:
+    """Issue 43: choices are declared once (``option(choices=...)``) and checked, like bounds, for a workflow before any
+    stage runs, naming the valid values; before, `routing: likelihod` failed only after the teacher had trained."""
+    _refused_before_any_stage_runs(tmp_path, curate_home, stage, named, "stage 3")
+    cli = run_cli("retrain", "--optimizer", "sgdd", "--dataset", "nothing", check=False)
+    cli_lines = [line for line in cli.stderr.splitlines() if line.strip()]
+    assert cli.returncode == 2 and cli_lines == ["error: --optimizer 'sgdd' is not one of adamw, sgd"], cli.stderr
 
 
 def test_no_wait_goes_on_past_the_review_wait_and_without_it_the_run_waits(tmp_path: Path, curate_home: Path, label_studio) -> None:  # noqa: ANN001
@@ -317,6 +338,31 @@ def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_aft
         report = last_json(run_cli("report", "--dataset", name, "--json"))
         assert report["removed_blur"] >= 3 and report["removed_occlusion"] >= 3 and report["checkpoints"] >= 2
         _look_at_the_report(Path(report["report"]))
+
+        # The export's figures stay with the checkpoint it exported, for the report's Models table (issue 39).
+        (metrics,) = [json.loads(m) if isinstance(m, str) else m for (m,) in sql_rows(
+            url, f"SELECT metrics FROM checkpoints WHERE path = '{exported.resolve()}'")]
+        assert metrics["export"]["size_int8_bytes"] == Path(stages["11:export"]["onnx_int8"]).stat().st_size
+        assert metrics["export"]["latency_ms_int8"] > 0 and metrics["export"]["accuracy_faces"] == stages["11:export"]["accuracy_faces"]
+        assert metrics["test"]["n"] == stages["10:retrain"]["test_metrics"]["n"] > 0, "the student's test figures are kept too"
+
+        # One more review, then the same command again (issue 39: a third `make run`): the finished loop starts its next
+        # round at the wait, which counts the review made since, and the new student is compared with the first round's.
+        third = tasks[2]
+        ls.annotations.create(id=third.id, result=[{"from_name": "emotion", "to_name": "image", "type": "choices",
+                                                    "value": {"choices": [third.data["dataset_label"]]}}])
+        next_round = run_cli("run", str(wf), "--json")
+        second = last_json(next_round)
+        assert second["status"] == "done", second
+        assert "the next one starts at the review wait" in next_round.stderr
+        assert second["resumed_stages"] == [f"{i}:{s}" for i, s in enumerate(
+            ["ingest", "quality", "teacher", "prelabel", "errors", "labelstudio", "review_push"], 1)]
+        rounds = {k: v["summary"] for k, v in second["stages"].items()}
+        assert rounds["8:wait_review"]["reviewed_since_wait"] == 1 and rounds["8:wait_review"]["pulled_new_human_labels"] == 1
+        compared = rounds["12:compare"]
+        assert not compared.get("skipped"), compared
+        assert compared["a"] == str(exported) and compared["b"] == rounds["11:export"]["checkpoint"] != str(exported)
+        assert compared["n"] == rounds["10:retrain"]["test_metrics"]["n"] > 0 and compared["split"] == "test"
     finally:
         server.stop(curate_home)
 

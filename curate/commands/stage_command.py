@@ -53,10 +53,12 @@ def typer_command(stage: Stage, fixed: dict[str, Any] | None = None, doc: str | 
     def command(ctx: Any, **values: Any) -> None:
         from curate.commands.common import settings_from
         from curate.output import reporter
+        from curate.stages.spec import check_values
 
         json_mode = values.pop("json_")
         with reporter(json_mode, stage.human or _default_human) as rep:
             opts = stage.options(**values, **(fixed or {}))
+            check_values(opts)
             settings_over = {f.metadata["setting"]: values[f.name] for f in cli_fields if f.metadata.get("setting")}
             settings = settings_from(ctx, **settings_over)
             if stage.progress:

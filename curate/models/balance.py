@@ -10,9 +10,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["BALANCE_MODES", "epoch_indices", "class_weights", "class_counts"]
+from curate.models.config import BALANCE_MODES
 
-BALANCE_MODES = ("oversample", "undersample", "class-weights", "none")
+__all__ = ["BALANCE_MODES", "epoch_indices", "class_weights", "class_counts"]
 
 
 def epoch_indices(labels: np.ndarray, mode: str, seed: int, epoch: int) -> np.ndarray:

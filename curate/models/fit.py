@@ -5,7 +5,7 @@ checkpoints and exact resume. The retrain stage (curate/retrain) and the teacher
 Why resume is exact: every epoch reseeds Python, NumPy, torch and the DataLoader from
 (seed, epoch), so an epoch's randomness depends only on its number; the resume state
 holds model, weight average, optimizer, scheduler, best-so-far and history, written atomically
-after each epoch. A run killed mid-epoch restarts that epoch from the last saved state.
+after each epoch (or once per ``state_every`` seconds). A run killed restarts after the last saved state.
 The state holds tensors and plain Python values only, so it loads with ``weights_only=True``:
 a tampered ``state.pt`` cannot run code.
 """
@@ -77,7 +77,9 @@ def fit(
     progress: Callable[[int], None] | None = None,
     group: Group = SINGLE,
 ) -> dict[str, Any]:
-    """Train; write ``epoch-NNN.safetensors`` (+ sidecar) per epoch, ``best.*`` for the best macro-F1, ``state.pt``.
+    """Train; write ``epoch-NNN.safetensors`` (+ sidecar) per epoch, ``best.*`` for the best macro-F1, ``state.pt``
+    (the write policy, ``cfg.keep_epochs`` and ``cfg.state_every``: :func:`_save_epoch`; each epoch's record says
+    ``state_saved``).
 
     With ``cfg.ema_decay`` the checkpoints hold the weight average (what is validated and kept);
     the last epoch's record also carries ``val_raw``, the raw weights' metrics, so the average's gain is on record.
@@ -117,6 +119,7 @@ def fit(
     dataset = FaceDataset(train_rows, classes, train_transform(pp))
     out_dir.mkdir(parents=True, exist_ok=True)
     seen, train_time = 0, 0.0
+    last_write, best_weights = time.monotonic(), None
     for epoch in range(start_epoch, cfg.epochs + 1):
         epoch_seed = cfg.seed * 1000 + epoch  # the same on every rank: the draw and its split
         rank_seed = epoch_seed + 100_000 * group.rank  # this rank's augmentations and order (rank 0: a one-process run's)
@@ -129,7 +132,8 @@ def fit(
                   DataLoader(Subset(dataset, mine.tolist()), batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last,
                              generator=generator, **loader_kwargs(cfg.workers, device)))
         losses, n, seconds = run_epoch(trained, loader, run.steps_per_epoch, run.optimizer, run.scheduler, run.criterion, device, pp,
-                                       extra_loss=kd_loss if cfg.distill else None, progress=progress, after_step=after_step)
+                                       extra_loss=kd_loss if cfg.distill else None, progress=progress, after_step=after_step,
+                                       augment=cfg.augment)
         seen, train_time = seen + n * group.world, train_time + seconds
         if not group.is_main:  # rank 0 validates and writes; the others wait for it at the barrier
             group.barrier()
@@ -138,7 +142,13 @@ def fit(
         history.append(record)
         if record["val"]["macro_f1"] > best_f1:
             best_f1, best_epoch = record["val"]["macro_f1"], epoch
-        ckpt = _save_epoch(run, cfg, classes, out_dir, sidecar_extra, history, best_f1, best_epoch)
+        write = cfg.state_every <= 0 or epoch == cfg.epochs or time.monotonic() - last_write >= cfg.state_every
+        record["state_saved"] = write
+        if best_epoch == epoch and not write:  # best.* is written with the next state; until then its weights wait here
+            best_weights = _Snapshot(run.kept)
+        ckpt = _save_epoch(run, cfg, classes, out_dir, sidecar_extra, history, best_f1, best_epoch, write, best_weights)
+        if write:
+            last_write, best_weights = time.monotonic(), None
         group.barrier()
         if on_epoch:
             on_epoch(record, ckpt)
@@ -209,17 +219,46 @@ def _validate(run: _Run, val_rows: Sequence[Row], val_faces: FacesInMemory | Non
     return record
 
 
-def _save_epoch(run: _Run, cfg: RetrainConfig, classes: Sequence[str], out_dir: Path, sidecar_extra: dict[str, Any], history: list,
-                best_f1: float, best_epoch: int) -> Path:
-    """The epoch's checkpoint, ``best.*`` when it is the best so far, then the resume state (last, so a kill before it replays the epoch)."""
+class _Snapshot:
+    """A copy of a model's weights (on its device) that ``save_checkpoint`` can write later."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.weights
+
+
+def _sidecar(cfg: RetrainConfig, classes: Sequence[str], sidecar_extra: dict[str, Any], history: list) -> dict[str, Any]:
     record = history[-1]
-    sidecar = {"arch": cfg.arch, "classes": list(classes), "preprocess": cfg.preprocess().to_dict(),
-               "model_options": model_options(cfg.resolved_stem_stride()), "temperature": 1.0, "epoch": record["epoch"],
-               "train_config": cfg.to_dict(), "history": history, "metrics": record["val"], **sidecar_extra}
+    return {"arch": cfg.arch, "classes": list(classes), "preprocess": cfg.preprocess().to_dict(),
+            "model_options": model_options(cfg.resolved_stem_stride()), "temperature": 1.0, "epoch": record["epoch"],
+            "train_config": cfg.to_dict(), "history": history, "metrics": record["val"], **sidecar_extra}
+
+
+def _save_epoch(run: _Run, cfg: RetrainConfig, classes: Sequence[str], out_dir: Path, sidecar_extra: dict[str, Any], history: list,
+                best_f1: float, best_epoch: int, write_state: bool = True, best_weights: _Snapshot | None = None) -> Path | None:
+    """The epoch's files under the write policy (issue 40): ``epoch-NNN.*`` when ``cfg.keep_epochs``; with the resume state
+    (``write_state``: every epoch, or every ``cfg.state_every`` seconds and at the end) ``best.*`` when a best epoch is
+    pending, ``last.*`` when epochs are not kept, then ``state.pt`` last, so a kill before it replays from the previous
+    state. Between writes nothing touches the disk: on a GPU, writing a ResNet-50's weights, optimizer and weight average
+    every 3-second epoch halved the images per second (../shared/gpu-runs/2026-12-04-h200). Returns the epoch's own file,
+    or ``last.*`` when epochs are not kept (None on an epoch that wrote nothing)."""
+    record = history[-1]
+    sidecar = _sidecar(cfg, classes, sidecar_extra, history)
     ckpt = out_dir / f"epoch-{record['epoch']:03d}.safetensors"
-    save_checkpoint(ckpt, run.kept, sidecar)
+    if cfg.keep_epochs:
+        save_checkpoint(ckpt, run.kept, sidecar)
+    if not write_state:
+        return ckpt if cfg.keep_epochs else None
     if best_epoch == record["epoch"]:
         save_checkpoint(out_dir / "best.safetensors", run.kept, {**sidecar, "best_of": str(ckpt.name)})
+    elif best_weights is not None:
+        best_sidecar = _sidecar(cfg, classes, sidecar_extra, history[:best_epoch - history[0]["epoch"] + 1])
+        save_checkpoint(out_dir / "best.safetensors", best_weights, {**best_sidecar, "best_of": f"epoch-{best_epoch:03d}.safetensors"})
+    if not cfg.keep_epochs:
+        ckpt = out_dir / "last.safetensors"
+        save_checkpoint(ckpt, run.kept, sidecar)
     _save_state(out_dir / "state.pt", {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                                        "scheduler": run.scheduler.state_dict(),
                                        "average": run.average.state_dict() if run.average is not None else None,

@@ -140,7 +140,9 @@ def _train_members(run_dir: Path, plan: dict[str, Any], cfg: RetrainConfig, trai
 
 def _last_epoch(folder: Path) -> int:
     """The last epoch a member's folder holds a checkpoint of (for the ETA only: its resume state is read once, by fit)."""
-    return max((int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9][0-9][0-9].json")), default=0)
+    kept = max((int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9][0-9][0-9].json")), default=0)
+    last = folder / "last.json"  # members that keep no per-epoch files (keep_epochs off)
+    return max(kept, int(json.loads(last.read_text()).get("epoch", 0)) if last.is_file() else 0)
 
 
 def _calibrate(model: Any, val: list[Row], cfg: RetrainConfig) -> _Calibration:

@@ -19,13 +19,12 @@ from curate.review import project as proj
 from curate.review.client import ReviewServer
 from curate.review.lock import review_lock
 from curate.review.records import PushedTask
-from curate.review.routing import DEFAULT_STRATEGY, STRATEGIES, Candidate, Routed, route
+from curate.review.routing import DEFAULT_STRATEGY, SECOND_OPINIONS, STRATEGIES, Candidate, Routed, route
 
 __all__ = ["push", "adopt_orphans", "image_roots", "SECOND_OPINIONS"]
 
 #: How faces reach ``annotators`` people: every task asks them all ("all"), or each asks one and ActiveLab reopens the
 #: answered ones worth a second look, spending the push's tasks where they tell the most ("activelab").
-SECOND_OPINIONS = ("all", "activelab")
 
 
 def image_roots(dataset_root: str | None, home: Path, dataset: str) -> list[Path]:

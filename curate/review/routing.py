@@ -23,10 +23,12 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-__all__ = ["Candidate", "Routed", "error_likelihood", "route", "STRATEGIES", "DEFAULT_STRATEGY"]
+__all__ = ["Candidate", "Routed", "error_likelihood", "route", "STRATEGIES", "DEFAULT_STRATEGY", "SECOND_OPINIONS"]
 
 STRATEGIES = ("likelihood", "balanced", "confidence", "label_issues", "random")
 DEFAULT_STRATEGY = "likelihood"
+# Who answers a task when several people review (curate/review/push.py): everyone asked, or ActiveLab's pick.
+SECOND_OPINIONS = ("all", "activelab")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ class ErrorsStageOptions:
     checkpoint: str | None = option(None, "Also record this checkpoint's mistakes on val/test: a file, or 'best' (the newest "
                                           "retrain's best).")
     clusters: int | None = option(None, "k for k-means (default: chosen by silhouette).", minimum=1)
-    viz: str = option("pca", "Embedding visualization: pca, tsne, umap (needs umap-learn) or none.")
+    viz: str = option("pca", "Embedding visualization: pca, tsne, umap (needs umap-learn) or none.",
+                      choices=("pca", "tsne", "umap", "none"))
 
 
 def run_errors(ctx: StageContext, opts: ErrorsStageOptions) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curate.parallel import ENGINES
 from curate.sources import DATASETS
 from curate.stages.spec import Stage, StageContext, option
 
@@ -23,12 +24,12 @@ class IngestStageOptions(_Thresholds):
     kind: str = option(help="Dataset format: " + ", ".join(DATASETS) + ".", cli=False)
     root: Path = option(help="Dataset root (or the csv file for fer2013).", argument=True)
     dataset: str | None = option(None, "Dataset name (default: settings.dataset when set, else the dataset kind).", flag="--dataset")
-    split: str = option("all", "train, val, test or all.")
+    split: str = option("all", "train, val, test or all.", choices=("train", "val", "test", "all"))
     limit: int | None = option(None, "Stop after the first N inputs.", minimum=1)
     workers: int | None = option(None, "Decode/score processes (default: all cores but one, for the writer).", minimum=1, setting="workers")
     write_batch: int = option(1000, "Samples per FiftyOne/SQL write (bounds memory).", minimum=1)
     engine: str = option("local", "Where decoding and quality scoring run: local (worker processes) or ray (Ray actors; a local "
-                                  "Ray unless --ray-address or RAY_ADDRESS names a cluster). This process writes either way.")
+                                  "Ray unless --ray-address or RAY_ADDRESS names a cluster). This process writes either way.", choices=ENGINES)
     ray_address: str | None = option(None, "Ray cluster to use with --engine ray (default: RAY_ADDRESS, else a local Ray).")
 
 

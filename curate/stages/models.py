@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.models.config import RetrainConfig, TeacherPlan, TrainConfig
+from curate.parallel import ENGINES
 from curate.stages.spec import Stage, StageContext, option
 
 
@@ -59,7 +60,7 @@ class PrelabelStageOptions:
     batch_size: int | None = option(None, "Images per inference batch.", minimum=1, setting="batch_size")
     device: str | None = option(None, "auto, cpu or cuda[:N].", setting="device")
     engine: str = option("local", "Where inference runs: local (this process) or ray (inference actors; a local Ray unless "
-                                  "--ray-address or RAY_ADDRESS names a cluster). This process writes either way.")
+                                  "--ray-address or RAY_ADDRESS names a cluster). This process writes either way.", choices=ENGINES)
     ray_workers: int = option(1, "Inference actors with --engine ray (each gets cores / N threads, or one GPU on CUDA).", minimum=1)
     ray_address: str | None = option(None, "Ray cluster to use with --engine ray (default: RAY_ADDRESS, else a local Ray).")
 
@@ -81,13 +82,9 @@ class RetrainStageOptions(_FromSettings, RetrainConfig):
 
 
 def run_retrain(ctx: StageContext, opts: RetrainStageOptions) -> dict[str, Any]:
-    from curate.exceptions import CurateError
-    from curate.models.balance import BALANCE_MODES
     from curate.retrain.stage import RetrainOptions
     from curate.retrain.stage import run_retrain as retrain
 
-    if opts.balance not in BALANCE_MODES:
-        raise CurateError(f"balance {opts.balance!r} must be one of {', '.join(BALANCE_MODES)}")
     s = ctx.settings
     options = RetrainOptions(dataset=s.dataset, config=_config(RetrainConfig, opts, ctx), teacher=ctx.path(opts.teacher),
                              resume=ctx.path(opts.resume), out=ctx.path(opts.out))
@@ -100,12 +97,12 @@ CHECKPOINT_HELP = "A checkpoint file, or 'best' (the newest retrain's best) / 'p
 @dataclass
 class ExportStageOptions:
     checkpoint: str = option(help=CHECKPOINT_HELP, argument=True)
-    format: str = option("onnx", "Only onnx for now.")
+    format: str = option("onnx", "Only onnx for now.", choices=("onnx",))
     int8: bool = option(False, "Also write a statically quantized INT8 model.")
     dataset: str | None = option(None, "Dataset whose faces check and calibrate the export (default: the checkpoint's).")
     split: str = option("test", "Samples used to check and calibrate (test, val, train, all); an empty test split falls back "
                                 "to val, then to every labeled sample.")
-    limit: int = option(512, "Faces used to check and calibrate.", minimum=1)
+    limit: int = option(512, "Faces used to check against torch and calibrate INT8 (accuracy reads every face of the split).", minimum=1)
     out: Path | None = option(None, "Output .onnx path (default: beside the checkpoint).")
 
 
@@ -135,8 +132,11 @@ def run_export(ctx: StageContext, opts: ExportStageOptions) -> dict[str, Any]:
                 break
         if not rows and opts.dataset is not None:
             raise CurateError(f"dataset {name!r}: no labeled quality-passing samples to check the export on")
-    return {**export_onnx(checkpoint, ctx.path(opts.out), opts.int8, rows[:opts.limit]), "checkpoint": str(checkpoint),
-            "checked_split": used, "checked_dataset": name if rows else None}
+    summary = export_onnx(checkpoint, ctx.path(opts.out), opts.int8, rows, check_limit=opts.limit, split=used)
+    from curate.store.sql.registry import record_export
+
+    record_export(s.database_url, checkpoint, summary)
+    return {**summary, "checkpoint": str(checkpoint), "checked_split": used, "checked_dataset": name if rows else None}
 
 
 def labeled_rows(url: str, dataset: str, split: str) -> list:
@@ -188,9 +188,12 @@ def run_compare(ctx: StageContext, opts: CompareStageOptions) -> dict[str, Any]:
 def _teacher_human(r: Any) -> None:
     s = r.summary
     r.say(f"[bold]teacher[/] {s['arch']} -> {s['checkpoint']}")
-    r.say(f"  val: accuracy {s['val_metrics'].get('accuracy', 0):.3f}, macro-F1 {s['val_metrics'].get('macro_f1', 0):.3f} (epoch {s['best_epoch']})")
+    v = s["val_metrics"]
+    r.say(f"  val ({v.get('n', 0):,} faces): accuracy {v.get('accuracy', 0):.3f}, macro-F1 {v.get('macro_f1', 0):.3f} (epoch {s['best_epoch']})")
     if s["test_metrics"]:
-        r.say(f"  test: accuracy {s['test_metrics']['accuracy']:.3f}, macro-F1 {s['test_metrics']['macro_f1']:.3f}, ECE {s['test_metrics']['ece']:.3f}")
+        t = s["test_metrics"]
+        r.say(f"  test ({t['n']:,} faces): accuracy {t['accuracy']:.3f}, balanced {t['balanced_accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, "
+              f"ECE {t['ece']:.3f}")
     if s["ece"]:
         r.say(f"  temperature {s['temperature']:.2f}: ECE {s['ece']['before']:.3f} -> {s['ece']['after']:.3f} (held-out half of val)")
     oof = s["oof"]
@@ -210,17 +213,26 @@ def _retrain_human(r: Any) -> None:
     s = r.summary
     m = s["val_metrics"]
     r.say(f"[bold]retrain[/] {s['dataset']}: best epoch {s['best_epoch']} -> {s['best_checkpoint']}")
-    r.say(f"  val accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+    r.say(f"  val ({m['n']:,} faces): accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+    t = s.get("test_metrics")
+    if t:
+        r.say(f"  test ({t['n']:,} faces): accuracy {t['accuracy']:.3f}, balanced {t['balanced_accuracy']:.3f}, "
+              f"macro-F1 {t['macro_f1']:.3f}, ECE {t['ece']:.3f}")
     r.say(f"  balance {s['balance']}: class counts {s['class_counts_before']} -> {s['class_counts_after']}")
     r.say(f"  report {s['report']}")
 
 
 def _export_human(r: Any) -> None:
     s = r.summary
-    r.say(f"{s['onnx']}: {s['size_fp32_bytes'] / 1e6:.1f} MB, max |onnx - torch| = {s['max_abs_diff']:.2e} on {s['inputs_checked']} inputs")
+    r.say(f"{s['onnx']}: {s['size_fp32_bytes'] / 1e6:.1f} MB, max |onnx - torch| = {s['max_abs_diff']:.2e} on {s['inputs_checked']} inputs, "
+          f"{s['latency_ms_fp32']:.2f} ms/face on one core")
     if "onnx_int8" in s:
-        r.say(f"{s['onnx_int8']}: {s['size_int8_bytes'] / 1e6:.1f} MB ({100 * s['int8_size_ratio']:.0f} %), top-1 agreement "
-              f"{100 * s['int8_top1_agreement']:.1f} %" + (f", accuracy {s['accuracy_fp32']:.3f} -> {s['accuracy_int8']:.3f}" if "accuracy_int8" in s else ""))
+        r.say(f"{s['onnx_int8']}: {s['size_int8_bytes'] / 1e6:.1f} MB ({100 * s['int8_size_ratio']:.0f} %), {s['latency_ms_int8']:.2f} ms/face "
+              f"on one core, top-1 agreement {100 * s['int8_top1_agreement']:.1f} %")
+    if "accuracy_fp32" in s:
+        change = f" -> INT8 {s['accuracy_int8']:.3f} ({100 * s['accuracy_change']:+.1f} points)" if "accuracy_int8" in s else ""
+        r.say(f"  {s['accuracy_split'] or 'given'} accuracy ({s['accuracy_faces']:,} faces, the exported network without flip TTA): "
+              f"fp32 {s['accuracy_fp32']:.3f}{change}")
 
 
 def _compare_human(r: Any) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curate.review.routing import SECOND_OPINIONS, STRATEGIES
 from curate.stages.spec import Stage, StageContext, option
 
 
@@ -61,10 +62,11 @@ class PushStageOptions:
     batch_size: int = option(100, "Tasks per import request.", minimum=1)
     annotators: int | None = option(None, "People who label each task (majority wins; ties are flagged).", minimum=1)
     routing: str = option("likelihood", "Which faces go first: likelihood (likeliest label errors), balanced (the same, classes "
-                                        "dealt round-robin), confidence, label_issues or random (bench/curation.py compares them).")
+                                        "dealt round-robin), confidence, label_issues or random (bench/curation.py compares them).",
+                          choices=STRATEGIES)
     second_opinions: str = option("all", "With --annotators above 1: all (every task asks that many people) or activelab (each task "
                                          "asks one; ActiveLab reopens answered tasks worth another look, in place of new faces "
-                                         "within --limit).")
+                                         "within --limit).", choices=SECOND_OPINIONS)
 
 
 def run_push(ctx: StageContext, opts: PushStageOptions) -> dict[str, Any]:

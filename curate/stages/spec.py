@@ -9,7 +9,8 @@ Options are plain dataclass fields. ``field(metadata=...)`` carries what the com
 
 - ``help``: the option's help text;
 - ``flag``: the option's name when it is not ``--field-name``; ``argument``: a positional argument;
-- ``min`` / ``max``: bounds the command line enforces;
+- ``min`` / ``max``: bounds, and ``choices``: the only values taken; the command line and the workflow check both
+  enforce them (``check_values``);
 - ``setting``: the field falls back to that machine setting (``Settings.batch_size`` ...) when not
   given, so settings < workflow ``settings:`` < env < an explicit option keeps its order;
 - ``cli=False``: workflow-only (or internal) fields.
@@ -95,9 +96,30 @@ def options_from_params(stage: Stage, params: dict[str, Any], where: str) -> Any
 
         check_dataset_name(values["dataset"], f"{where}: {stage.name}")
     try:
-        return stage.options(**values)
+        opts = stage.options(**values)
     except TypeError as exc:  # a required option left out
         raise CurateError(f"{where}: stage {stage.name!r}: {exc}") from None
+    check_values(opts, f"{where}: {stage.name}")
+    return opts
+
+
+def check_values(opts: Any, where: str | None = None) -> None:
+    """Refuse a value outside an option's declared ``choices`` or bounds, naming the valid ones: the same check for
+    the command line (``where`` None: the option is named by its flag) and for a workflow file (``where`` names the
+    file and stage), made before any stage runs."""
+    for f in option_fields(type(opts)):
+        value, meta = getattr(opts, f.name), f.metadata
+        if value is None:
+            continue
+        name = f"{where}.{f.name}" if where else f"--{f.name.replace('_', '-')}"
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise CurateError(f"{name} {value!r} is not one of {', '.join(choices)}")
+        low, high = meta.get("min"), meta.get("max")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = " and ".join(p for p in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if p)
+                raise CurateError(f"{name} {value!r} must be {bounds}")
 
 
 def _coerce(raw: Any, hint: Any, where: str) -> Any:
