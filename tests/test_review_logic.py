@@ -296,3 +296,28 @@ def test_crowdlab_overrules_a_careless_majority_with_the_careful_annotator() -> 
     found = crowdlab(answers, probs)
     assert [found.labels[t] for t in outvoted] == [truth[t] for t in outvoted], "the careful annotator's answer wins"
     assert found.annotator_quality["careful@x"] > max(found.annotator_quality["careless1@x"], found.annotator_quality["careless2@x"])
+
+
+def test_malformed_task_data_and_answers_from_label_studio_count_as_nothing_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 42: one Label Studio account could stop every pull and push: a task whose data is ``{"sample_id": ["x"]}``
+    made orphan adoption raise (unhashable), an answer of ``[["happy"]]`` made ``chosen_answer`` raise, and the pull rolled
+    back every time. Malformed values from the server are now no sample and no answer; the rest goes on."""
+    from types import SimpleNamespace
+
+    import curate.review.records as records
+    from curate.review.push import adopt_orphans
+
+    def region(value: object) -> dict:
+        return {"from_name": "emotion", "to_name": "image", "type": "choices", "value": value}
+
+    for result in ([region({"choices": [["happy"]]})], [region({"choices": "happy"})], [region(["happy"])], ["happy"], {"a": 1},
+                   [region({"choices": [{"x": 1}]})], [region({"choices": ["happy", "sad"]})]):
+        assert chosen_answer(result) is None, result
+    assert chosen_answer([region({"choices": [["happy"]]}), region({"choices": ["sad"]})]) == "sad", "a good region still counts"
+    # The ledger side of adoption, as an empty ledger that knows one face "x" (the server data is what is under test).
+    monkeypatch.setattr(records, "known_tasks", lambda db, dataset_id, project: {})
+    monkeypatch.setattr(records, "sample_ids", lambda db, dataset_id: {"x": 7})
+    monkeypatch.setattr(records, "record_pushed", lambda db, dataset_id, project, orphans: [t.uid for t in orphans])
+    tasks = [SimpleNamespace(id=1, data={"sample_id": ["x"]}, predictions=[]), SimpleNamespace(id=2, data=["x"], predictions=[]),
+             SimpleNamespace(id=3, data={"sample_id": {"a": 1}}, predictions=[]), SimpleNamespace(id=4, data={"sample_id": "x"}, predictions=[])]
+    assert adopt_orphans(tasks, None, 1, 1) == ["x"], "the well-formed orphan is still adopted"

@@ -118,11 +118,11 @@ def _faces_count(n: Any) -> str:
 
 def _export_cells(export: dict[str, Any] | None) -> str:
     """The INT8 file's size, its latency per face on one core and the accuracy it lost (measured by `curate export`)."""
-    if not export or "size_int8_bytes" not in export:
+    if not export or not isinstance(export.get("size_int8_bytes"), (int, float)):
         return "<td class=muted>not exported</td><td></td><td></td>"
-    change = export.get("accuracy_change")
-    lost = (f"{100 * change:+.1f} points on {html.escape(str(export.get('accuracy_split')))} ({export.get('accuracy_faces', 0):,} faces)"
-            if isinstance(change, float) else "n/a")
+    change, faces = export.get("accuracy_change"), export.get("accuracy_faces")
+    lost = (f"{100 * change:+.1f} points on {html.escape(str(export.get('accuracy_split')))} ({int(faces):,} faces)"
+            if isinstance(change, float) and isinstance(faces, (int, float)) else "n/a")
     latency = export.get("latency_ms_int8")
     return (f"<td>{export['size_int8_bytes'] / 1e6:.1f} MB</td><td>{f'{latency:.2f}' if isinstance(latency, float) else 'n/a'}</td>"
             f"<td>{lost}</td>")
@@ -159,7 +159,7 @@ def render(dataset: str, counts: dict[str, dict[str, int]], blur: tuple[int, lis
         f"<td>{m['created']}</td><td>{html.escape(str(m['split']))}{_faces_count(m.get('n'))}</td><td>{_num(m['accuracy'])}</td>"
         f"<td>{_num(m['balanced_accuracy'])}</td><td>{_num(m['macro_f1'])}</td><td>{_num(m['ece'])}</td>{_export_cells(m.get('export'))}</tr>"
         for m in models)
-    matrices = "".join(f"<div class=cmbox><h4>{html.escape(m['kind'])} {html.escape(m['name'])} ({m['split']})</h4>"
+    matrices = "".join(f"<div class=cmbox><h4>{html.escape(m['kind'])} {html.escape(m['name'])} ({html.escape(str(m['split']))})</h4>"
                        f"{_confusion(m['confusion'], m['classes'])}</div>" for m in models if m["confusion"])
     clusters = "".join(f"<div class=cluster><h4>cluster {c['cluster']}: {c['size']} faces, mostly {html.escape(c['dominant'])} "
                        f"({100 * c['share']:.0f} %)</h4>{_faces(c['faces'])}</div>" for c in fo["clusters"])

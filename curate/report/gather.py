@@ -6,7 +6,7 @@ import collections
 from pathlib import Path
 from typing import Any
 
-__all__ = ["class_counts", "removed_examples", "checkpoints", "fiftyone_sections", "current_labels_by_uid"]
+__all__ = ["class_counts", "removed_examples", "checkpoints", "shown_metrics", "fiftyone_sections", "current_labels_by_uid"]
 
 
 def class_counts(db: Any, dataset_id: int) -> dict[str, dict[str, int]]:
@@ -82,11 +82,31 @@ def checkpoints(db: Any, dataset_id: int) -> list[dict[str, Any]]:
         flat = (metrics.get(split) or {}) if ("val" in metrics or "test" in metrics) else metrics
         out.append({"path": ckpt.path, "name": Path(ckpt.path).parent.name + "/" + Path(ckpt.path).name, "kind": kind,
                     "arch": ckpt.architecture, "epoch": ckpt.epoch, "created": ckpt.created_at.strftime("%Y-%m-%d %H:%M"),
-                    "split": split, "accuracy": flat.get("accuracy"), "balanced_accuracy": flat.get("balanced_accuracy"),
-                    "macro_f1": flat.get("macro_f1"), "ece": flat.get("ece"), "confusion": flat.get("confusion_matrix"),
-                    "n": flat.get("n"), "export": metrics.get("export"),
-                    "classes": _classes(ckpt.path, flat)})
+                    "split": split, **shown_metrics(flat, metrics.get("export")), "classes": _classes(ckpt.path, flat)})
     return out
+
+
+def _number(value: Any) -> float | int | None:
+    import math
+
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return value if ok else None
+
+
+def shown_metrics(flat: dict[str, Any], export: Any) -> dict[str, Any]:
+    """The figures the Models table shows, numbers only: a checkpoint's metrics may come from a sidecar made elsewhere
+    (`curate teacher import`), and a string there (``"accuracy": "<script>..."``) must not reach the page (issue 42).
+    Anything that is not a number is left out, and shows as n/a."""
+    matrix = flat.get("confusion_matrix")
+    if not (isinstance(matrix, list) and all(isinstance(r, list) and all(isinstance(_number(v), int) for v in r) for r in matrix)):
+        matrix = None
+    figures = {k: _number(flat.get(k)) for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece")}
+    n = _number(flat.get("n"))
+    kept = None
+    if isinstance(export, dict):
+        kept = {k: _number(v) for k, v in export.items() if k != "accuracy_split"}
+        kept["accuracy_split"] = export.get("accuracy_split") if export.get("accuracy_split") in ("test", "val", "train", "all") else None
+    return {**figures, "n": n if isinstance(n, int) else None, "confusion": matrix, "export": kept}
 
 
 def _classes(path: str, metrics: dict[str, Any]) -> list[str] | None:

@@ -65,14 +65,23 @@ def choice_result(label: str) -> list[dict[str, Any]]:
 
 def chosen_answer(result: list[dict[str, Any]] | None) -> str | None:
     """What an annotation answered: an emotion, a removal reason code (``not_a_face``, ``unclear``), or None
-    (empty, another control, an unknown value)."""
-    for region in result or []:
-        if region.get("from_name") == FROM_NAME and region.get("type") == "choices":
-            picked = (region.get("value") or {}).get("choices") or []
-            if len(picked) == 1 and picked[0] in EMOTIONS:
-                return picked[0]
-            if len(picked) == 1 and picked[0] in REMOVAL_ANSWERS:
-                return REMOVAL_ANSWERS[picked[0]][1]
+    (empty, another control, an unknown value, or anything not shaped as Label Studio writes it).
+
+    Every level is type-checked: the result comes from the server, where anyone with the project's token can write any
+    JSON, and one answer of ``[["happy"]]`` used to raise in every pull (issue 42) instead of counting as no answer."""
+    if not isinstance(result, list):
+        return None
+    for region in result:
+        if not isinstance(region, dict) or region.get("from_name") != FROM_NAME or region.get("type") != "choices":
+            continue
+        value = region.get("value")
+        picked = value.get("choices") if isinstance(value, dict) else None
+        if not isinstance(picked, list) or len(picked) != 1 or not isinstance(picked[0], str):
+            continue
+        if picked[0] in EMOTIONS:
+            return picked[0]
+        if picked[0] in REMOVAL_ANSWERS:
+            return REMOVAL_ANSWERS[picked[0]][1]
     return None
 
 

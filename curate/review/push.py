@@ -77,9 +77,11 @@ def adopt_orphans(server_tasks: Iterable[Any], db, dataset_id: int, project: int
     ids = sample_ids(db, dataset_id)
     orphans = []
     for task in server_tasks:
-        data = task.data or {}
+        data = task.data if isinstance(task.data, dict) else {}
         uid = data.get("sample_id")
-        if task.id in known_ids or uid not in ids:
+        # The server's copy is anyone's to edit: a sample_id that is no string (``["x"]`` raised in every push and pull,
+        # issue 42) or names no face of the dataset is not ours to adopt.
+        if task.id in known_ids or not isinstance(uid, str) or uid not in ids:
             continue
         prediction = (task.predictions or [None])[0]
         orphans.append(PushedTask(uid, task.id, _adopted_reason(data.get("reason")), None, _emotion_or_none(data.get("dataset_label")),
