@@ -448,6 +448,9 @@ def report(args: argparse.Namespace) -> None:
     if teacher:
         data["oof"] = teacher.pop("oof")
         data["teacher"] = teacher
+    unfinished = unfinished_runs(kind, data)
+    if unfinished:
+        data["unfinished"] = unfinished
     best = data.get("student_distilled", data.get("student"))
     if best and not args.skip_int8:
         data["int8"] = int8_figures(Path(best["checkpoint"]), test, args)
@@ -462,6 +465,31 @@ def report(args: argparse.Namespace) -> None:
         return
     write_section(f"models-{kind}", render(data, kind), data)
     write_models_json()
+
+
+def unfinished_runs(kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run whose figures the report could not assemble (a teacher cut short at its deadline, a student not
+    finished), from the progress file each epoch rewrites: its epochs, best validation accuracy and curve. Why: the first
+    H200 run stopped its teacher at the deadline and came back with an empty report although one fold model had trained
+    94 epochs (issue 40); a partial run is reported as such, with the command that resumes it."""
+    shown = {"teacher"} if data.get("teacher") else set()
+    shown |= {run for run, key in (("student", "student"), ("distilled", "student_distilled")) if data.get(key)}
+    found = []
+    for path in sorted(progress_path(kind, "x").parent.glob(f"models-{kind}-*.json")):
+        run = path.stem.removeprefix(f"models-{kind}-")
+        if run.split("-")[0] in shown:  # teacher-fold-N, student, distilled
+            continue
+        try:
+            progress = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        curve = progress.get("curve") or []
+        if not curve or "epochs_done" not in progress:
+            continue
+        found.append({"run": progress.get("run", run), "epochs_done": progress["epochs_done"],
+                      "epochs_planned": (progress.get("config") or {}).get("epochs"), "train_minutes": progress.get("train_minutes"),
+                      "best_val_accuracy": max(c["val_accuracy"] for c in curve), "curve": [c["val_accuracy"] for c in curve]})
+    return found
 
 
 def publish(args: argparse.Namespace) -> None:
@@ -548,6 +576,11 @@ def render(data: dict[str, Any], kind: str) -> str:
                       f"best epoch {r['best_epoch']}.", "",
                       "| epoch | val acc (weight average) | val acc (raw weights) | train loss |", "|---|---|---|---|"]
             lines += [f"| {c['epoch']} | {_pct(c['val_accuracy'])} | {_pct(c['val_raw_accuracy'])} | {c['train_loss']:.3f} |" for c in r["curve"]]
+    for u in data.get("unfinished", []):
+        lines += ["", f"**{u['run']}, not finished**: {u['epochs_done']}/{u['epochs_planned']} epochs done "
+                  f"({u['train_minutes']} min of training), best val accuracy {_pct(u['best_val_accuracy'])}; it resumes with the "
+                  "same command (`bash bench/gpu_run.sh` on the device). Val accuracy by epoch: "
+                  + ", ".join(_pct(a) for a in u["curve"])]
     if t:
         lines += ["", f"**teacher**: the mean of {t['members']} fold models; one fold model alone: {_pct(t['test_accuracy_single_fold_model'])} on test"
                   + ("" if t.get("tta", True) else " (teacher figures and OOF without flip TTA, to fit the CPU time)") + ".", ""]

@@ -43,8 +43,10 @@ if [ "$with_test" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; 
   command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing system packages for the tests: ${missing[*]}"
-    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}") >/tmp/curate-apt.log 2>&1 \
-      || missing_part "apt-get install ${missing[*]} failed (see /tmp/curate-apt.log)"
+    # A fresh private file (mktemp, mode 0600): a fixed /tmp name written as root follows whatever symlink is planted there.
+    apt_log=$(mktemp -t curate-apt.XXXXXX)
+    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}") >"$apt_log" 2>&1 \
+      || missing_part "apt-get install ${missing[*]} failed (see $apt_log)"
   fi
 fi
 
@@ -73,6 +75,7 @@ run_ls_venv=${CURATE_LABEL_STUDIO_VENV:-${CURATE_HOME:-$HOME/.local/share/curate
 if [ "$with_ls" = 1 ] && [ -z "${LABEL_STUDIO_URL:-}" ] && [ ! -x "$run_ls_venv/bin/label-studio" ]; then
   echo "installing Label Studio $ls_version into $run_ls_venv meanwhile (the review server of make run)"
   mkdir -p "$(dirname "$run_ls_venv")"
+  [ -e "$run_ls_venv" ] || ls_made_here=1  # only a folder this run created is removed if the install fails
   ("$python" -m venv "$run_ls_venv" && "$run_ls_venv/bin/python" -m pip install -q "label-studio==$ls_version") >"$run_ls_venv.log" 2>&1 &
   ls_pid=$!
 fi
@@ -93,6 +96,6 @@ step "$venv/bin/python" -m pip install -q -c requirements.lock -e '.[dev]'
 echo "$hash" >"$venv/.deps-hash"
 if [ -n "$ls_pid" ] && ! wait "$ls_pid"; then
   echo "warning: installing Label Studio into $run_ls_venv failed (see $run_ls_venv.log); the workflow will try again" >&2
-  rm -rf "$run_ls_venv"
+  if [ "${ls_made_here:-0}" = 1 ]; then rm -rf "$run_ls_venv"; fi
 fi
 echo "ready: $venv/bin/curate"

@@ -98,3 +98,23 @@ def test_the_script_refuses_a_runs_folder_the_device_tool_would_copy_over(runs: 
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and f"RUNS={runs}" in lines[0], proc.stderr
     assert not (REPO / runs).exists()
+
+
+def test_a_teacher_stopped_at_its_deadline_still_leaves_a_report_with_its_fold_models(tmp_path: Path) -> None:
+    """Issue 40: the first H200 run's teacher stopped at its deadline and the report came back with nothing in it,
+    although a fold model had trained 94 epochs. A run cut short is reported as such: each fold model's epochs, best
+    validation accuracy and curve, and that the same command resumes it."""
+    import time
+
+    data = builders.fer2013_folders(tmp_path / "fer", per_class=6).root
+    runs = tmp_path / "runs"
+    common = [sys.executable, str(REPO / "bench" / "models.py")]
+    flags = ["--data", str(data), "--runs", str(runs), "--device", "cpu", "--random-crop", "40", "--batch-size", "8", "--skip-int8",
+             "--max-steps", "2", "--threads", "1"]
+    stopped = subprocess.run([*common, "train", "teacher", *flags, "--arch", "fer_cnn", "--folds", "2", "--epochs", "500",
+                              "--deadline", str(time.time() + 12)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert stopped.returncode == 3, stopped.stderr[-2000:]
+    report = subprocess.run([*common, "report", *flags], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (runs / "results" / "models-cpu.md").read_text()
+    assert "**teacher/fold-0, not finished**" in page and "/500 epochs done" in page and "resumes with the same command" in page, page
