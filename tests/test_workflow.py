@@ -346,11 +346,12 @@ def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_aft
         assert metrics["export"]["latency_ms_int8"] > 0 and metrics["export"]["accuracy_faces"] == stages["11:export"]["accuracy_faces"]
         assert metrics["test"]["n"] == stages["10:retrain"]["test_metrics"]["n"] > 0, "the student's test figures are kept too"
 
-        # One more review, then the same command again (issue 39: a third `make run`): the finished loop starts its next
-        # round at the wait, which counts the review made since, and the new student is compared with the first round's.
-        third = tasks[2]
-        ls.annotations.create(id=third.id, result=[{"from_name": "emotion", "to_name": "image", "type": "choices",
-                                                    "value": {"choices": [third.data["dataset_label"]]}}])
+        # Two more reviews (the wait's min_reviewed), then the same command again (issue 39: a third `make run`): the
+        # finished loop starts its next round at the wait, which counts the reviews made since, and the new student is
+        # compared with the first round's.
+        for task in tasks[2:4]:
+            ls.annotations.create(id=task.id, result=[{"from_name": "emotion", "to_name": "image", "type": "choices",
+                                                       "value": {"choices": [task.data["dataset_label"]]}}])
         next_round = run_cli("run", str(wf), "--json")
         second = last_json(next_round)
         assert second["status"] == "done", second
@@ -358,7 +359,7 @@ def test_the_loop_waits_for_people_in_label_studio_then_finishes_and_resumes_aft
         assert second["resumed_stages"] == [f"{i}:{s}" for i, s in enumerate(
             ["ingest", "quality", "teacher", "prelabel", "errors", "labelstudio", "review_push"], 1)]
         rounds = {k: v["summary"] for k, v in second["stages"].items()}
-        assert rounds["8:wait_review"]["reviewed_since_wait"] == 1 and rounds["8:wait_review"]["pulled_new_human_labels"] == 1
+        assert rounds["8:wait_review"]["reviewed_since_wait"] == 2 and rounds["8:wait_review"]["pulled_new_human_labels"] == 2
         compared = rounds["12:compare"]
         assert not compared.get("skipped"), compared
         assert compared["a"] == str(exported) and compared["b"] == rounds["11:export"]["checkpoint"] != str(exported)
