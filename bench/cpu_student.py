@@ -49,25 +49,11 @@ def teacher_logits(checkpoint: Path, rows: list) -> np.ndarray:
     return logits
 
 
-def test_metrics(checkpoint: Path, test: list) -> dict:
-    from curate.models.calibrate import expected_calibration_error, softmax
-    from curate.models.checkpoint import load_checkpoint
-    from curate.models.infer import predict
-    from curate.models.metrics import classification_metrics
-    from curate.models.preprocess import Preprocess
-
-    model, side = load_checkpoint(checkpoint)
-    logits, _ = predict(model, test, side["classes"], Preprocess.from_dict(side["preprocess"]), 256, "cpu")
-    y = np.array([side["classes"].index(r.label) for r in test])
-    metrics = classification_metrics(y, logits.argmax(1), side["classes"])
-    metrics["ece"] = expected_calibration_error(softmax(logits), y)
-    return {k: v for k, v in metrics.items() if k != "confusion_matrix"}
-
-
 def main() -> None:
     from curate.models.config import RetrainConfig
     from curate.models.fit import fit
     from curate.models.manifest import split_rows
+    from curate.retrain.stage import score_on_test
     from curate.taxonomy import EMOTIONS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -112,7 +98,7 @@ def main() -> None:
     out = {
         "name": args.name, "config": config.to_dict(), "train": len(train), "val": len(val), "test": len(test),
         "teacher": str(args.teacher) if distill else None, "best_epoch": result["best_epoch"],
-        "test_metrics": test_metrics(run / "best.safetensors", test),
+        "test_metrics": {k: v for k, v in score_on_test(run / "best.safetensors", test, config).items() if k != "confusion_matrix"},
         "curve": [{"epoch": h["epoch"], "val_accuracy": h["val"]["accuracy"], "val_balanced": h["val"]["balanced_accuracy"],
                    "train_loss": h["train_loss"], "train_seconds": h["train_seconds"]} for h in result["history"]],
         "train_images_per_s": round(result["train_images_per_s"], 1), "teacher_pass_seconds": round(teacher_seconds, 1),

@@ -14,7 +14,7 @@ from curate.exceptions import CurateError
 from curate.models.config import RetrainConfig
 from curate.taxonomy import EMOTIONS
 
-__all__ = ["RetrainOptions", "run_retrain"]
+__all__ = ["RetrainOptions", "run_retrain", "score_on_test"]
 
 
 @dataclass
@@ -68,14 +68,14 @@ def _register_saved_epochs(url: str, run_id: int, dataset: str, out_dir: Path, s
             registry.register_checkpoint(url, run_id, dataset, ckpt, epoch, side.get("label_snapshot_id"), side["metrics"])
 
 
-def _test_metrics(best: Path, test: list, cfg: RetrainConfig) -> dict[str, Any]:
+def score_on_test(best: Path, test: list, cfg: RetrainConfig) -> dict[str, Any]:
     """The kept checkpoint on the test split, as the product predicts with it (its preprocessing, flip TTA): accuracy,
     balanced accuracy, macro-F1 and the ECE of its softmax. Validation chose the epoch; test was never looked at."""
     from curate.models.calibrate import expected_calibration_error, softmax
     from curate.models.checkpoint import load_checkpoint
+    from curate.models.infer import predict
     from curate.models.metrics import classification_metrics
     from curate.models.preprocess import Preprocess
-    from curate.models.infer import predict
 
     model, side = load_checkpoint(best)
     classes = side["classes"]
@@ -124,17 +124,16 @@ def run_retrain(opts: RetrainOptions, url: str, home: Path, say: Callable[[str],
     best = out_dir / f"epoch-{result['best_epoch']:03d}.safetensors"
     registry.mark_best(url, run_id, best)
     best_metrics = result["history"][result["best_epoch"] - 1]["val"]
-    test_metrics = _test_metrics(best, test, cfg) if test else None
-    if test_metrics is not None:
-        registry.add_metrics(url, best, test=test_metrics)
-        say(f"  test ({test_metrics['n']:,} faces): accuracy {test_metrics['accuracy']:.3f}, balanced {test_metrics['balanced_accuracy']:.3f}")
+    tested = score_on_test(best, test, cfg) if test else None
+    if tested is not None:  # the stage's summary line prints it
+        registry.add_metrics(url, best, test=tested)
     report = write_report(out_dir / "report.png", classes, best_metrics, result["history"], f"{cfg.arch} on {opts.dataset}")
     registry.finish_run(url, run_id, result)
     return {
         "dataset": opts.dataset, "model_run_id": run_id, "out_dir": str(out_dir), "best_checkpoint": str(out_dir / "best.safetensors"),
         "best_epoch": result["best_epoch"], "resumed_from_epoch": result["started_at_epoch"] if opts.resume else None,
         "val_metrics": {k: v for k, v in best_metrics.items() if k != "confusion_matrix"}, "balance": cfg.balance,
-        "test_metrics": {k: v for k, v in test_metrics.items() if k != "confusion_matrix"} if test_metrics else None,
+        "test_metrics": {k: v for k, v in tested.items() if k != "confusion_matrix"} if tested else None,
         "class_counts_before": result["class_counts_before"], "class_counts_after": result["class_counts_after"],
         "distill": cfg.distill, "report": str(report), "train_images_per_s": round(result["train_images_per_s"], 1),
         "seconds": round(time.monotonic() - started, 1),
